@@ -1,0 +1,6 @@
+//! One file per subcommand; each takes `Settings` and returns the process exit status.
+
+pub mod reset_state;
+pub mod run;
+pub mod status;
+pub mod validate;

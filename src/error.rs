@@ -1,0 +1,136 @@
+//! The one error type: each variant says what we were doing, the source says why.
+
+use std::fmt;
+
+/// Which PostgreSQL database an operation talked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Master,
+    Analytics,
+}
+
+impl fmt::Display for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Db::Master => "master database (M)",
+            Db::Analytics => "analytics database (A)",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A missing or malformed setting: exit status 2.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("unknown job `{0}`: no such job file in the jobs folder")]
+    UnknownJob(String),
+
+    #[error("invalid job file:\n{0}")]
+    InvalidJob(String),
+
+    #[error("cannot connect to the {db} at {url}")]
+    Connect {
+        db: Db,
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+
+    #[error("cannot connect to Redis at {url}")]
+    RedisConnect {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    #[error("{db}: {what}")]
+    Pg {
+        db: Db,
+        what: String,
+        #[source]
+        source: postgres::Error,
+    },
+
+    #[error("Redis: {what}")]
+    Redis {
+        what: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A job-level failure that is not a driver error (lock lost, unsupported watermark type).
+    #[error("{0}")]
+    Job(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The documented exit status for an error that ends the whole process.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::UnknownJob(_) | Error::InvalidJob(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// SQLSTATE of the underlying PostgreSQL error, if any.
+    pub fn sqlstate(&self) -> Option<&postgres::error::SqlState> {
+        match self {
+            Error::Pg { source, .. } | Error::Connect { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a closure that wraps a `postgres::Error` with what we were doing on `db`.
+pub fn pg(db: Db, what: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Pg { db, what, source }
+}
+
+/// Builds a closure that wraps a `redis::RedisError` with what we were doing.
+pub fn rd(what: impl Into<String>) -> impl FnOnce(redis::RedisError) -> Error {
+    let what = what.into();
+    move |source| Error::Redis { what, source }
+}
+
+/// Builds a closure that wraps an I/O error with what we were doing.
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The error and its causes on one line, `what: why: deeper why`, skipping a cause whose
+/// text the previous message already contains (the postgres driver repeats its cause).
+/// PostgreSQL's DETAIL and HINT are appended when present.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        if let Some(db) = e.downcast_ref::<postgres::error::DbError>() {
+            if let Some(d) = db.detail() {
+                out.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                out.push_str(&format!(" (hint: {h})"));
+            }
+        }
+        cur = e.source();
+    }
+    crate::redact::scrub(&out)
+}

@@ -1,0 +1,17 @@
+//! Entry point: parse, run, print the error with its causes once, exit with its status.
+
+use clap::Parser;
+
+fn main() {
+    let cli = elt::cli::Cli::parse();
+    let code = match elt::execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let message = elt::error::chain(&e);
+            log::error!("{message}");
+            eprintln!("elt: error: {message}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

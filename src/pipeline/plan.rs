@@ -1,0 +1,222 @@
+//! The statements one job runs, derived once per run from the job file and what the
+//! servers say about its statements' columns and parameters.
+
+use postgres::Transaction;
+use postgres::types::Type;
+
+use crate::db::quote_ident;
+use crate::error::{Db, Error, Result, pg};
+use crate::job::Job;
+use crate::placeholders::{strip_trailing_semicolon, translate};
+use crate::sqllex::{Kind, tokenize};
+use crate::validate::upsert_shape;
+
+/// Built-in types have the same OID and binary format in every database; anything above
+/// this (enums, domains, composites, extension types) may differ between M and A.
+const FIRST_USER_OID: u32 = 16384;
+
+pub struct Plan {
+    /// SELECT_SOURCE_SQL wrapped so key columns also come back as text, for digests.
+    pub extract_sql: String,
+    /// Number of source columns (the key texts follow them).
+    pub columns: usize,
+    pub key_count: usize,
+    /// The placeholder's type: what the watermark is bound as.
+    pub watermark_type: Type,
+    pub stage_ddl: String,
+    pub copy_in_sql: String,
+    pub merge_sql: String,
+    pub merge_one_sql: String,
+    pub target: String,
+    pub key_columns: Vec<String>,
+}
+
+impl Plan {
+    /// Prepares the source on M and the upsert on A (after CREATE_TABLE_SQL ran in `a`).
+    pub fn build(job: &Job, m: &mut Transaction<'_>, a: &mut Transaction<'_>) -> Result<Plan> {
+        let source = translate(&job.select_source_sql);
+        let src_stmt = m
+            .prepare(&source.sql)
+            .map_err(pg(Db::Master, "preparing SELECT_SOURCE_SQL"))?;
+        let watermark_type = match src_stmt.params() {
+            [t] => t.clone(),
+            p => {
+                return Err(Error::Job(format!(
+                    "SELECT_SOURCE_SQL must have exactly one placeholder, the server sees {}",
+                    p.len()
+                )));
+            }
+        };
+        let upsert = translate(&job.upsert_target_sql);
+        let ups_stmt = a
+            .prepare(&upsert.sql)
+            .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
+        let cols = src_stmt.columns();
+        let params = ups_stmt.params();
+        if cols.len() != params.len() {
+            return Err(Error::Job(format!(
+                "SELECT_SOURCE_SQL returns {} column(s) but UPSERT_TARGET_SQL has {} placeholder(s); \
+                 values are bound in the order of the source's columns, so they must be equal",
+                cols.len(),
+                params.len()
+            )));
+        }
+        let names: Vec<&str> = cols.iter().map(|c| c.name()).collect();
+        for k in &job.key_columns {
+            if !names.contains(&k.as_str()) {
+                return Err(Error::Job(format!(
+                    "KEY_COLUMNS names `{k}`, which is not an output column of SELECT_SOURCE_SQL \
+                     (its columns: {})",
+                    names.join(", ")
+                )));
+            }
+        }
+        // Values travel in binary when both sides use the same built-in type, else as text,
+        // which the server parses with the target type's input function: exact either way.
+        let as_text: Vec<bool> = cols
+            .iter()
+            .zip(params)
+            .map(|(c, p)| c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID)
+            .collect();
+        let unique = names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| !names[..i].contains(n));
+        let select_list = if unique {
+            names
+                .iter()
+                .zip(&as_text)
+                .map(|(n, t)| {
+                    let c = format!("elt_src.{}", quote_ident(n));
+                    if *t { format!("{c}::text") } else { c }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else if as_text.iter().any(|t| *t) {
+            return Err(Error::Job(format!(
+                "SELECT_SOURCE_SQL has repeated output column names ({}); give them distinct aliases",
+                names.join(", ")
+            )));
+        } else {
+            "elt_src.*".to_string()
+        };
+        let key_texts = job
+            .key_columns
+            .iter()
+            .map(|k| format!("elt_src.{}::text", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let extract_sql = format!(
+            "SELECT {select_list}, {key_texts} FROM ({}\n) AS elt_src",
+            strip_trailing_semicolon(&source.sql)
+        );
+
+        let mut stage_types = Vec::with_capacity(params.len());
+        for (p, t) in params.iter().zip(&as_text) {
+            stage_types.push(if *t {
+                "text".to_string()
+            } else {
+                type_name(a, p)?
+            });
+        }
+        let param_types: Vec<String> = params
+            .iter()
+            .map(|p| type_name(a, p))
+            .collect::<Result<_>>()?;
+        let stage_cols: Vec<String> = (1..=params.len()).map(|i| format!("c{i}")).collect();
+        let stage_ddl = format!(
+            "CREATE TEMP TABLE elt_stage ({}, elt_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP",
+            stage_cols
+                .iter()
+                .zip(&stage_types)
+                .map(|(c, t)| format!("{c} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let copy_in_sql = format!(
+            "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
+            stage_cols.join(", ")
+        );
+        let (merge_sql, merge_one_sql) = merge_statements(&upsert.sql, &as_text, &param_types)?;
+        Ok(Plan {
+            extract_sql,
+            columns: cols.len(),
+            key_count: job.key_columns.len(),
+            watermark_type,
+            stage_ddl,
+            copy_in_sql,
+            merge_sql,
+            merge_one_sql,
+            target: job.target_table.clone(),
+            key_columns: job.key_columns.clone(),
+        })
+    }
+}
+
+fn type_name(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
+    let row = a
+        .query_one("SELECT format_type($1::oid, NULL)", &[&t.oid()])
+        .map_err(pg(Db::Analytics, "naming a parameter type"))?;
+    Ok(row.get(0))
+}
+
+/// The upsert with `VALUES ($1, …)` turned into `SELECT s.c1, … FROM pg_temp.elt_stage`,
+/// plus a one-row variant used when a batch holds the same conflict key twice.
+fn merge_statements(
+    upsert_sql: &str,
+    as_text: &[bool],
+    param_types: &[String],
+) -> Result<(String, String)> {
+    let shape = upsert_shape(upsert_sql)
+        .map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
+    let (vs, ve) = shape.values_range;
+    let mut exprs = Vec::with_capacity(shape.value_exprs.len());
+    for expr in &shape.value_exprs {
+        let mut out = String::new();
+        for tok in tokenize(expr) {
+            if tok.kind == Kind::Param {
+                let n: usize = tok.text[1..]
+                    .parse()
+                    .map_err(|_| Error::Job(format!("bad parameter {}", tok.text)))?;
+                let i = n.checked_sub(1).filter(|i| *i < as_text.len()).ok_or_else(|| {
+                    Error::Job(format!("parameter {} out of range", tok.text))
+                })?;
+                if as_text[i] {
+                    out.push_str(&format!("s.c{n}::{}", param_types[i]));
+                } else {
+                    out.push_str(&format!("s.c{n}"));
+                }
+            } else {
+                out.push_str(tok.text);
+            }
+        }
+        exprs.push(out);
+    }
+    let select = format!("SELECT {} FROM pg_temp.elt_stage AS s", exprs.join(", "));
+    let head = &upsert_sql[..vs];
+    let tail = strip_trailing_semicolon(&upsert_sql[ve..]);
+    Ok((
+        format!("{head}{select}{tail}"),
+        format!("{head}{select} WHERE s.elt_ord = $1{tail}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_replaces_values_with_the_staging_select() {
+        let (all, one) = merge_statements(
+            "INSERT INTO t (a, b, c) VALUES ($1, lower($2), $3) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b;",
+            &[false, true, false],
+            &["bigint".into(), "text".into(), "jsonb".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            all,
+            "INSERT INTO t (a, b, c) SELECT s.c1, lower(s.c2::text), s.c3 FROM pg_temp.elt_stage AS s ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b"
+        );
+        assert!(one.contains("FROM pg_temp.elt_stage AS s WHERE s.elt_ord = $1 ON CONFLICT"));
+    }
+}

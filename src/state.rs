@@ -1,0 +1,436 @@
+//! Job state in Redis: row hashes per key bucket, the watermark and run facts.
+//!
+//! Layout, for a job named `J` (with `:` and `%` in the name percent-encoded):
+//! - `<prefix>:job:J:meta` hash: `wm` (M's clock at the last extraction), `gen`, `buckets`,
+//!   `rows` (rows in A when the state was written), `last_success_ms`, `last_error`,
+//!   `last_error_ms`, `file_sha256`;
+//! - `<prefix>:job:J:h:<gen>:<bucket>` hashes: 8-byte key digest -> 16-byte row digest;
+//! - `<prefix>:job:J:lock`: the run lock (see `lock`).
+//!
+//! A full re-sync writes a new generation and switches `gen` only once it is complete.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+
+use redis::Connection;
+
+use crate::error::{Error, Result, io, rd};
+
+pub const KEY_DIGEST_LEN: usize = 8;
+pub const ROW_DIGEST_LEN: usize = 16;
+pub type KeyDigest = [u8; KEY_DIGEST_LEN];
+pub type RowDigest = [u8; ROW_DIGEST_LEN];
+
+/// Entries per bucket aimed at: below Redis's listpack limit (128), so buckets stay compact.
+const ENTRIES_PER_BUCKET: u64 = 64;
+/// Commands per pipelined round trip when writing state.
+const WRITE_BATCH: usize = 2000;
+
+/// What Redis remembers of a job.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub watermark: Option<String>,
+    pub generation: u64,
+    pub buckets: u32,
+    pub rows: Option<i64>,
+    pub last_success_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    pub file_sha256: Option<String>,
+}
+
+impl Meta {
+    fn from_map(m: &HashMap<String, String>) -> Meta {
+        let num = |k: &str| m.get(k).and_then(|v| v.parse::<u64>().ok());
+        Meta {
+            watermark: m.get("wm").cloned(),
+            generation: num("gen").unwrap_or(0),
+            buckets: num("buckets").map(|b| b.clamp(1, 1 << 24) as u32).unwrap_or(1),
+            rows: m.get("rows").and_then(|v| v.parse().ok()),
+            last_success_ms: num("last_success_ms"),
+            last_error: m.get("last_error").cloned(),
+            last_error_ms: num("last_error_ms"),
+            file_sha256: m.get("file_sha256").cloned(),
+        }
+    }
+
+    /// Sync state exists: a watermark and the row count it was written with.
+    pub fn has_sync_state(&self) -> bool {
+        self.watermark.is_some() && self.rows.is_some()
+    }
+}
+
+/// Percent-encodes `:` and `%` so one job's keys never match another job's pattern.
+pub fn encode_job(job: &str) -> String {
+    job.replace('%', "%25").replace(':', "%3A")
+}
+
+fn decode_job(s: &str) -> String {
+    s.replace("%3A", ":").replace("%25", "%")
+}
+
+/// Escapes glob characters for SCAN MATCH.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn job_key(prefix: &str, job: &str, suffix: &str) -> String {
+    format!("{prefix}:job:{}:{suffix}", encode_job(job))
+}
+
+fn bucket_of(key: &KeyDigest, buckets: u32) -> u32 {
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) % buckets.max(1)
+}
+
+/// Buckets for a generation holding `rows` entries.
+pub fn buckets_for(rows: u64) -> u32 {
+    (rows / ENTRIES_PER_BUCKET).max(1).next_power_of_two().min(1 << 24) as u32
+}
+
+/// Pending state changes of one run, kept in a temporary file so memory stays flat however
+/// many rows change; applied to Redis only after A commits.
+pub struct PendingState {
+    file: BufWriter<std::fs::File>,
+    pub upserts: u64,
+    pub deletes: u64,
+}
+
+const OP_SET: u8 = 1;
+const OP_DEL: u8 = 2;
+const RECORD_LEN: usize = 1 + KEY_DIGEST_LEN + ROW_DIGEST_LEN;
+
+impl PendingState {
+    pub fn new() -> Result<Self> {
+        let f = tempfile::tempfile().map_err(io("creating a temporary file for pending state"))?;
+        Ok(PendingState {
+            file: BufWriter::with_capacity(1 << 16, f),
+            upserts: 0,
+            deletes: 0,
+        })
+    }
+
+    pub fn set(&mut self, key: &KeyDigest, row: &RowDigest) -> Result<()> {
+        self.upserts += 1;
+        self.write(OP_SET, key, row)
+    }
+
+    pub fn delete(&mut self, key: &KeyDigest) -> Result<()> {
+        self.deletes += 1;
+        self.write(OP_DEL, key, &[0; ROW_DIGEST_LEN])
+    }
+
+    fn write(&mut self, op: u8, key: &KeyDigest, row: &RowDigest) -> Result<()> {
+        let mut rec = [0u8; RECORD_LEN];
+        rec[0] = op;
+        rec[1..1 + KEY_DIGEST_LEN].copy_from_slice(key);
+        rec[1 + KEY_DIGEST_LEN..].copy_from_slice(row);
+        self.file
+            .write_all(&rec)
+            .map_err(io("writing pending state to a temporary file"))
+    }
+
+    /// Calls `f` for every record in the order written.
+    fn replay(self, mut f: impl FnMut(u8, &KeyDigest, &RowDigest) -> Result<()>) -> Result<()> {
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::Io {
+                what: "flushing pending state".into(),
+                source: e.into_error(),
+            })?;
+        file.rewind().map_err(io("rewinding pending state"))?;
+        let mut r = BufReader::with_capacity(1 << 16, file);
+        let mut rec = [0u8; RECORD_LEN];
+        loop {
+            match r.read_exact(&mut rec) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(io("reading pending state")(e)),
+            }
+            let mut key = [0u8; KEY_DIGEST_LEN];
+            key.copy_from_slice(&rec[1..1 + KEY_DIGEST_LEN]);
+            let mut row = [0u8; ROW_DIGEST_LEN];
+            row.copy_from_slice(&rec[1 + KEY_DIGEST_LEN..]);
+            f(rec[0], &key, &row)?;
+        }
+    }
+}
+
+/// What a successful run tells Redis after A committed.
+pub struct Commit {
+    pub watermark: String,
+    pub rows_in_target: i64,
+    pub file_sha256: String,
+    /// `Some(old meta)` to switch to a new generation (full sync); `None` to update in place.
+    pub full: bool,
+}
+
+/// The Redis side of the state, behind named methods.
+pub struct StateStore {
+    conn: Connection,
+    prefix: String,
+}
+
+impl StateStore {
+    pub fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let masked = crate::redact::mask(url);
+        let client = redis::Client::open(url).map_err(|source| Error::RedisConnect {
+            url: masked.clone(),
+            source,
+        })?;
+        let conn = client
+            .get_connection_with_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| Error::RedisConnect {
+                url: masked,
+                source,
+            })?;
+        Ok(StateStore {
+            conn,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn meta_key(&self, job: &str) -> String {
+        job_key(&self.prefix, job, "meta")
+    }
+
+    fn bucket_key(&self, job: &str, generation: u64, bucket: u32) -> String {
+        job_key(&self.prefix, job, &format!("h:{generation}:{bucket}"))
+    }
+
+    pub fn meta(&mut self, job: &str) -> Result<Option<Meta>> {
+        let m: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.meta_key(job))
+            .query(&mut self.conn)
+            .map_err(rd("reading job state"))?;
+        Ok((!m.is_empty()).then(|| Meta::from_map(&m)))
+    }
+
+    /// The stored row digests of `keys`, in one pipelined round trip.
+    pub fn lookup(
+        &mut self,
+        job: &str,
+        meta: &Meta,
+        keys: &[KeyDigest],
+    ) -> Result<Vec<Option<RowDigest>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("HGET")
+                .arg(self.bucket_key(job, meta.generation, bucket_of(k, meta.buckets)))
+                .arg(&k[..]);
+        }
+        let found: Vec<Option<Vec<u8>>> = pipe
+            .query(&mut self.conn)
+            .map_err(rd("looking up row hashes"))?;
+        Ok(found
+            .into_iter()
+            .map(|v| {
+                v.and_then(|b| {
+                    (b.len() == ROW_DIGEST_LEN).then(|| {
+                        let mut d = [0u8; ROW_DIGEST_LEN];
+                        d.copy_from_slice(&b);
+                        d
+                    })
+                })
+            })
+            .collect())
+    }
+
+    /// Writes a run's pending hashes and then its watermark: the watermark last, so a crash
+    /// in between only makes the next run redo work.
+    pub fn commit(
+        &mut self,
+        job: &str,
+        old: Option<&Meta>,
+        pending: PendingState,
+        c: &Commit,
+    ) -> Result<()> {
+        let (generation, buckets) = match (old, c.full) {
+            (Some(m), false) => (m.generation, m.buckets),
+            (Some(m), true) => (m.generation + 1, buckets_for(c.rows_in_target.max(0) as u64)),
+            (None, _) => (1, buckets_for(c.rows_in_target.max(0) as u64)),
+        };
+        let mut pipe = redis::pipe();
+        let mut queued = 0usize;
+        let prefix = self.prefix.clone();
+        let conn = &mut self.conn;
+        pending.replay(|op, key, row| {
+            let bucket = job_key(&prefix, job, &format!("h:{generation}:{}", bucket_of(key, buckets)));
+            match op {
+                OP_SET => pipe.cmd("HSET").arg(bucket).arg(&key[..]).arg(&row[..]).ignore(),
+                _ => pipe.cmd("HDEL").arg(bucket).arg(&key[..]).ignore(),
+            };
+            queued += 1;
+            if queued >= WRITE_BATCH {
+                pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
+                pipe.clear();
+                queued = 0;
+            }
+            Ok(())
+        })?;
+        if queued > 0 {
+            pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
+        }
+        let now = now_ms();
+        redis::cmd("HSET")
+            .arg(self.meta_key(job))
+            .arg("wm")
+            .arg(&c.watermark)
+            .arg("gen")
+            .arg(generation)
+            .arg("buckets")
+            .arg(buckets)
+            .arg("rows")
+            .arg(c.rows_in_target)
+            .arg("last_success_ms")
+            .arg(now)
+            .arg("file_sha256")
+            .arg(&c.file_sha256)
+            .query::<()>(&mut self.conn)
+            .map_err(rd("writing the watermark"))?;
+        redis::cmd("HDEL")
+            .arg(self.meta_key(job))
+            .arg("last_error")
+            .arg("last_error_ms")
+            .query::<()>(&mut self.conn)
+            .map_err(rd("clearing the last error"))?;
+        if let Some(m) = old {
+            if m.generation != generation {
+                self.delete_matching(&format!(
+                    "{}:job:{}:h:{}:*",
+                    glob_escape(&self.prefix),
+                    glob_escape(&encode_job(job)),
+                    m.generation
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers a failure for `status`; sync state is left as it was.
+    pub fn record_failure(&mut self, job: &str, message: &str) -> Result<()> {
+        redis::cmd("HSET")
+            .arg(self.meta_key(job))
+            .arg("last_error")
+            .arg(message)
+            .arg("last_error_ms")
+            .arg(now_ms())
+            .query::<()>(&mut self.conn)
+            .map_err(rd("recording the job's failure"))
+    }
+
+    /// Forgets everything about `job` but its lock.
+    pub fn reset(&mut self, job: &str) -> Result<u64> {
+        let mut n = self.delete_matching(&format!(
+            "{}:job:{}:h:*",
+            glob_escape(&self.prefix),
+            glob_escape(&encode_job(job))
+        ))?;
+        n += redis::cmd("DEL")
+            .arg(self.meta_key(job))
+            .query::<u64>(&mut self.conn)
+            .map_err(rd("deleting job state"))?;
+        Ok(n)
+    }
+
+    /// Names of jobs that have state under the prefix.
+    pub fn jobs_with_state(&mut self) -> Result<Vec<String>> {
+        let pattern = format!("{}:job:*:meta", glob_escape(&self.prefix));
+        let head = format!("{}:job:", self.prefix);
+        let mut names: Vec<String> = self
+            .scan(&pattern)?
+            .into_iter()
+            .filter_map(|k| {
+                k.strip_prefix(&head)
+                    .and_then(|r| r.strip_suffix(":meta"))
+                    .map(decode_job)
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Number of row hashes tracked for `job` in its current generation.
+    pub fn tracked_rows(&mut self, job: &str, meta: &Meta) -> Result<u64> {
+        let mut pipe = redis::pipe();
+        for b in 0..meta.buckets {
+            pipe.cmd("HLEN").arg(self.bucket_key(job, meta.generation, b));
+        }
+        let lens: Vec<u64> = pipe
+            .query(&mut self.conn)
+            .map_err(rd("counting tracked rows"))?;
+        Ok(lens.iter().sum())
+    }
+
+    fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut self.conn)
+                .map_err(rd("listing keys"))?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    fn delete_matching(&mut self, pattern: &str) -> Result<u64> {
+        let keys = self.scan(pattern)?;
+        let mut n = 0;
+        for chunk in keys.chunks(500) {
+            n += redis::cmd("UNLINK")
+                .arg(chunk)
+                .query::<u64>(&mut self.conn)
+                .map_err(rd("deleting old state"))?;
+        }
+        Ok(n)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_cannot_collide_in_patterns() {
+        assert_eq!(encode_job("a:b"), "a%3Ab");
+        assert_eq!(decode_job(&encode_job("50%:x")), "50%:x");
+        assert_eq!(glob_escape("a*b"), "a\\*b");
+    }
+
+    #[test]
+    fn buckets_grow_with_rows() {
+        assert_eq!(buckets_for(0), 1);
+        assert_eq!(buckets_for(1_000_000), 16384);
+    }
+}
