@@ -57,7 +57,12 @@ pub struct GlobalArgs {
 
     /// Seconds by which each extraction window reaches back before the previous watermark,
     /// so rows of transactions that committed late are not missed.
-    #[arg(long, env = "ELT_OVERLAP_SECONDS", global = true, default_value_t = 300)]
+    #[arg(
+        long,
+        env = "ELT_OVERLAP_SECONDS",
+        global = true,
+        default_value_t = 300
+    )]
     pub overlap_seconds: u64,
 
     /// Lifetime of a job's lock in Redis; the holder renews it every third of this, so the

@@ -181,7 +181,9 @@ pub fn quote_ident(name: &str) -> String {
 /// The SQLSTATE class of a wrapped PostgreSQL error, to tell lost connections apart.
 pub fn is_connection_error(e: &Error) -> bool {
     match e {
-        Error::Pg { source, .. } => source.is_closed() || source.code().is_none_or(|c| c.code().starts_with("08")),
+        Error::Pg { source, .. } => {
+            source.is_closed() || source.code().is_none_or(|c| c.code().starts_with("08"))
+        }
         Error::Connect { .. } => true,
         _ => false,
     }

@@ -71,9 +71,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
             files.push(path);
         }
     }
-    files.sort_by(|a, b| {
-        (job_name(a), a.file_name()).cmp(&(job_name(b), b.file_name()))
-    });
+    files.sort_by(|a, b| (job_name(a), a.file_name()).cmp(&(job_name(b), b.file_name())));
     Ok(files)
 }
 
@@ -105,11 +103,14 @@ pub fn resolve(jobs_dir: &Path, name_or_path: &str) -> Result<PathBuf> {
 pub fn load(path: &Path) -> std::result::Result<Job, Vec<Problem>> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
-        vec![Problem::new(&file, "FILE", format!("cannot read the file: {e}"))]
+        vec![Problem::new(
+            &file,
+            "FILE",
+            format!("cannot read the file: {e}"),
+        )]
     })?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        vec![Problem::new(&file, "FILE", "the file is not valid UTF-8")]
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| vec![Problem::new(&file, "FILE", "the file is not valid UTF-8")])?;
     let (fields, mut problems) = validate::parse_fields(&file, &text);
     problems.extend(validate::check_rules(&file, &fields));
     if !problems.is_empty() {

@@ -1,8 +1,8 @@
 //! The per-job run lock in Redis: taken with `SET NX PX`, renewed by a background thread
 //! while the job works, released only by its holder, and freed by expiry when a holder dies.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,13 @@ pub struct JobLock {
     client: redis::Client,
     key: String,
     token: String,
-    stop: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
     lost: Arc<AtomicBool>,
     renewer: Option<JoinHandle<()>>,
 }
 
 pub enum Acquired {
-    Held(JobLock),
+    Held(Box<JobLock>),
     /// Another runner holds it; the value names that runner (`host/pid/...`).
     Busy(String),
 }
@@ -47,7 +47,12 @@ impl JobLock {
                 source,
             })?;
         let key = job_key(prefix, job, "lock");
-        let token = format!("{}/{}/{}", hostname(), std::process::id(), crate::state::now_ms());
+        let token = format!(
+            "{}/{}/{}",
+            hostname(),
+            std::process::id(),
+            crate::state::now_ms()
+        );
         let ttl_ms = ttl.as_millis() as u64;
         let set: Option<String> = redis::cmd("SET")
             .arg(&key)
@@ -78,24 +83,23 @@ impl JobLock {
             }
             log::warn!("took over the lock left by a runner that is no longer alive ({holder})");
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel();
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
-            let (stop, lost, key, token) =
-                (stop.clone(), lost.clone(), key.clone(), token.clone());
+            let (lost, key, token) = (lost.clone(), key.clone(), token.clone());
             std::thread::Builder::new()
                 .name("elt-lock".into())
-                .spawn(move || renew_loop(conn, &key, &token, ttl, &stop, &lost))
+                .spawn(move || renew_loop(conn, &key, &token, ttl, &stopped, &lost))
                 .map_err(crate::error::io("starting the lock renewal thread"))?
         };
-        Ok(Acquired::Held(JobLock {
+        Ok(Acquired::Held(Box::new(JobLock {
             client,
             key,
             token,
-            stop,
+            stop: Some(stop),
             lost,
             renewer: Some(renewer),
-        }))
+        })))
     }
 
     /// False once renewal failed for longer than the lock lives: another runner may have it.
@@ -109,18 +113,13 @@ fn renew_loop(
     key: &str,
     token: &str,
     ttl: Duration,
-    stop: &AtomicBool,
+    stop: &mpsc::Receiver<()>,
     lost: &AtomicBool,
 ) {
     let every = ttl / 3;
     let mut last_ok = Instant::now();
-    let mut next = Instant::now() + every;
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + every;
+    // Wakes every third of the lifetime; a message or a closed channel means stop.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         let renewed: redis::RedisResult<i64> = redis::Script::new(RENEW)
             .key(key)
             .arg(token)
@@ -146,7 +145,7 @@ fn renew_loop(
 
 impl Drop for JobLock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(h) = self.renewer.take() {
             let _ = h.join();
         }

@@ -34,12 +34,14 @@ fn current_job() -> Option<String> {
 /// Sets up the two files in `dir` (created if missing) and warnings on standard error.
 pub fn init_files(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        Error::Config(format!("cannot create the log folder {}: {e}", dir.display()))
+        Error::Config(format!(
+            "cannot create the log folder {}: {e}",
+            dir.display()
+        ))
     })?;
     let open = |name: &str| {
-        fern::log_file(dir.join(name)).map_err(|e| {
-            Error::Config(format!("cannot open {}: {e}", dir.join(name).display()))
-        })
+        fern::log_file(dir.join(name))
+            .map_err(|e| Error::Config(format!("cannot open {}: {e}", dir.join(name).display())))
     };
     let file_format = |out: fern::FormatCallback, msg: &std::fmt::Arguments, rec: &log::Record| {
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());

@@ -100,10 +100,7 @@ mod tests {
 
     #[test]
     fn strips_trailing_semicolons_and_comments() {
-        assert_eq!(
-            strip_trailing_semicolon("SELECT 1 ; -- done\n"),
-            "SELECT 1"
-        );
+        assert_eq!(strip_trailing_semicolon("SELECT 1 ; -- done\n"), "SELECT 1");
         assert_eq!(strip_trailing_semicolon("SELECT ';'"), "SELECT ';'");
     }
 }

@@ -99,7 +99,10 @@ mod tests {
             mask("postgres://alice:s3cr@t@db.example:5432/app?sslmode=require"),
             "postgres://alice:***@db.example:5432/app?sslmode=require"
         );
-        assert_eq!(mask("redis://:hunter2@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(
+            mask("redis://:hunter2@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
         assert_eq!(mask("postgres://bob@h/db"), "postgres://bob@h/db");
     }
 

@@ -40,14 +40,17 @@ impl Settings {
 
     pub fn master_url(&self) -> Result<&str> {
         self.master_url.as_deref().ok_or_else(|| {
-            Error::Config("the master database is not set: use --master-url or ELT_MASTER_URL".into())
+            Error::Config(
+                "the master database is not set: use --master-url or ELT_MASTER_URL".into(),
+            )
         })
     }
 
     pub fn analytics_url(&self) -> Result<&str> {
         self.analytics_url.as_deref().ok_or_else(|| {
             Error::Config(
-                "the analytics database is not set: use --analytics-url or ELT_ANALYTICS_URL".into(),
+                "the analytics database is not set: use --analytics-url or ELT_ANALYTICS_URL"
+                    .into(),
             )
         })
     }

@@ -47,7 +47,10 @@ pub struct Token<'a> {
 impl Token<'_> {
     /// Whitespace and comments: tokens that carry no meaning.
     pub fn is_trivia(&self) -> bool {
-        matches!(self.kind, Kind::Space | Kind::LineComment | Kind::BlockComment)
+        matches!(
+            self.kind,
+            Kind::Space | Kind::LineComment | Kind::BlockComment
+        )
     }
 
     /// True for an unquoted word equal to `kw`, ignoring case.
@@ -115,7 +118,8 @@ pub fn tokenize(src: &str) -> Vec<Token<'_>> {
             i = end;
             unterminated = unterm;
             Kind::String
-        } else if matches!(c, b'b' | b'B' | b'x' | b'X' | b'n' | b'N') && b.get(i + 1) == Some(&b'\'')
+        } else if matches!(c, b'b' | b'B' | b'x' | b'X' | b'n' | b'N')
+            && b.get(i + 1) == Some(&b'\'')
         {
             let (end, unterm) = scan_quoted(b, i + 1, b'\'', false);
             i = end;

@@ -45,7 +45,9 @@ impl Meta {
         Meta {
             watermark: m.get("wm").cloned(),
             generation: num("gen").unwrap_or(0),
-            buckets: num("buckets").map(|b| b.clamp(1, 1 << 24) as u32).unwrap_or(1),
+            buckets: num("buckets")
+                .map(|b| b.clamp(1, 1 << 24) as u32)
+                .unwrap_or(1),
             rows: m.get("rows").and_then(|v| v.parse().ok()),
             last_success_ms: num("last_success_ms"),
             last_error: m.get("last_error").cloned(),
@@ -91,7 +93,10 @@ fn bucket_of(key: &KeyDigest, buckets: u32) -> u32 {
 
 /// Buckets for a generation holding `rows` entries.
 pub fn buckets_for(rows: u64) -> u32 {
-    (rows / ENTRIES_PER_BUCKET).max(1).next_power_of_two().min(1 << 24) as u32
+    (rows / ENTRIES_PER_BUCKET)
+        .max(1)
+        .next_power_of_two()
+        .min(1 << 24) as u32
 }
 
 /// Pending state changes of one run, kept in a temporary file so memory stays flat however
@@ -138,13 +143,10 @@ impl PendingState {
 
     /// Calls `f` for every record in the order written.
     fn replay(self, mut f: impl FnMut(u8, &KeyDigest, &RowDigest) -> Result<()>) -> Result<()> {
-        let mut file = self
-            .file
-            .into_inner()
-            .map_err(|e| Error::Io {
-                what: "flushing pending state".into(),
-                source: e.into_error(),
-            })?;
+        let mut file = self.file.into_inner().map_err(|e| Error::Io {
+            what: "flushing pending state".into(),
+            source: e.into_error(),
+        })?;
         file.rewind().map_err(io("rewinding pending state"))?;
         let mut r = BufReader::with_capacity(1 << 16, file);
         let mut rec = [0u8; RECORD_LEN];
@@ -261,7 +263,10 @@ impl StateStore {
     ) -> Result<()> {
         let (generation, buckets) = match (old, c.full) {
             (Some(m), false) => (m.generation, m.buckets),
-            (Some(m), true) => (m.generation + 1, buckets_for(c.rows_in_target.max(0) as u64)),
+            (Some(m), true) => (
+                m.generation + 1,
+                buckets_for(c.rows_in_target.max(0) as u64),
+            ),
             (None, _) => (1, buckets_for(c.rows_in_target.max(0) as u64)),
         };
         let mut pipe = redis::pipe();
@@ -269,9 +274,18 @@ impl StateStore {
         let prefix = self.prefix.clone();
         let conn = &mut self.conn;
         pending.replay(|op, key, row| {
-            let bucket = job_key(&prefix, job, &format!("h:{generation}:{}", bucket_of(key, buckets)));
+            let bucket = job_key(
+                &prefix,
+                job,
+                &format!("h:{generation}:{}", bucket_of(key, buckets)),
+            );
             match op {
-                OP_SET => pipe.cmd("HSET").arg(bucket).arg(&key[..]).arg(&row[..]).ignore(),
+                OP_SET => pipe
+                    .cmd("HSET")
+                    .arg(bucket)
+                    .arg(&key[..])
+                    .arg(&row[..])
+                    .ignore(),
                 _ => pipe.cmd("HDEL").arg(bucket).arg(&key[..]).ignore(),
             };
             queued += 1;
@@ -369,7 +383,8 @@ impl StateStore {
     pub fn tracked_rows(&mut self, job: &str, meta: &Meta) -> Result<u64> {
         let mut pipe = redis::pipe();
         for b in 0..meta.buckets {
-            pipe.cmd("HLEN").arg(self.bucket_key(job, meta.generation, b));
+            pipe.cmd("HLEN")
+                .arg(self.bucket_key(job, meta.generation, b));
         }
         let lens: Vec<u64> = pipe
             .query(&mut self.conn)

@@ -3,8 +3,8 @@
 use std::fmt;
 
 use crate::job::{
-    CREATE_TABLE_SQL, KEY_COLUMNS, REQUIRED_KEYS, SELECT_KEYS_SQL, SELECT_SOURCE_SQL,
-    TARGET_TABLE, UPSERT_TARGET_SQL,
+    CREATE_TABLE_SQL, KEY_COLUMNS, REQUIRED_KEYS, SELECT_KEYS_SQL, SELECT_SOURCE_SQL, TARGET_TABLE,
+    UPSERT_TARGET_SQL,
 };
 use crate::sqllex::{Kind, Token, ident_value, significant, tokenize};
 
@@ -87,8 +87,10 @@ pub fn parse_fields(file: &str, text: &str) -> (Fields, Vec<Problem>) {
             TARGET_TABLE => fields.target_table = string(&mut problems),
             KEY_COLUMNS => match v {
                 serde_yaml::Value::Sequence(items) => {
-                    let names: Vec<Option<String>> =
-                        items.iter().map(|i| i.as_str().map(str::to_string)).collect();
+                    let names: Vec<Option<String>> = items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect();
                     if names.iter().any(Option::is_none) {
                         problems.push(Problem::new(
                             file,
@@ -272,7 +274,9 @@ fn statement_shape(tokens: &[Token<'_>]) -> Vec<String> {
         .map(|i| i + 1)
         .unwrap_or(0);
     if sig[..last_code].iter().any(|t| t.is_punct(";")) {
-        out.push("holds more than one statement; only one is allowed (a trailing `;` is fine)".into());
+        out.push(
+            "holds more than one statement; only one is allowed (a trailing `;` is fine)".into(),
+        );
     }
     out
 }
@@ -354,14 +358,29 @@ fn check_source(sql: &str) -> Vec<String> {
     // After the placeholder only a cast to a type name may follow: `%s::timestamptz`.
     let rest = &sig[at + 1..];
     let stop_words = [
-        "ORDER", "LIMIT", "OFFSET", "GROUP", "HAVING", "UNION", "FOR", "AND", "OR", "FETCH",
-        "WINDOW", "EXCEPT", "INTERSECT", "WHERE", "FROM",
+        "ORDER",
+        "LIMIT",
+        "OFFSET",
+        "GROUP",
+        "HAVING",
+        "UNION",
+        "FOR",
+        "AND",
+        "OR",
+        "FETCH",
+        "WINDOW",
+        "EXCEPT",
+        "INTERSECT",
+        "WHERE",
+        "FROM",
     ];
     let trailing_ok = rest.is_empty()
         || (rest[0].kind == Kind::Cast
             && rest[1..].iter().all(|t| {
-                (matches!(t.kind, Kind::Word | Kind::QuotedIdent | Kind::Number | Kind::Cast)
-                    && !stop_words.iter().any(|w| t.is_word(w)))
+                (matches!(
+                    t.kind,
+                    Kind::Word | Kind::QuotedIdent | Kind::Number | Kind::Cast
+                ) && !stop_words.iter().any(|w| t.is_word(w)))
                     || t.is_punct(".")
                     || t.is_punct("(")
                     || t.is_punct(")")
@@ -414,7 +433,9 @@ pub fn upsert_shape(sql: &str) -> Result<UpsertShape, String> {
         i += 2;
     }
     if !sig.get(i).is_some_and(|t| t.is_punct("(")) {
-        return Err("must list the target columns: `INSERT INTO t (c1, c2, …) VALUES (%s, %s, …)`".into());
+        return Err(
+            "must list the target columns: `INSERT INTO t (c1, c2, …) VALUES (%s, %s, …)`".into(),
+        );
     }
     let close = matching_paren(&sig, i).ok_or("unbalanced parentheses in the column list")?;
     let mut columns = Vec::new();
@@ -508,11 +529,10 @@ fn check_upsert(sql: &str, target: Option<&TableName>, keys: Option<&[String]>) 
         out.push("`%s` placeholders are only allowed inside VALUES (…)".into());
     }
     let after: Vec<&Token<'_>> = sig.iter().filter(|t| t.start >= ve).collect();
-    let words: Vec<String> = after
-        .iter()
-        .map(|t| t.text.to_ascii_uppercase())
-        .collect();
-    let on_conflict = words.windows(2).position(|w| w[0] == "ON" && w[1] == "CONFLICT");
+    let words: Vec<String> = after.iter().map(|t| t.text.to_ascii_uppercase()).collect();
+    let on_conflict = words
+        .windows(2)
+        .position(|w| w[0] == "ON" && w[1] == "CONFLICT");
     match on_conflict {
         None => out.push(
             "must have `ON CONFLICT (…) DO UPDATE SET …` so existing rows are updated".into(),
@@ -576,9 +596,11 @@ pub fn select_output_names(sql: &str) -> Result<Vec<Option<String>>, String> {
         } else if t.is_punct(")") || t.is_punct("]") {
             depth -= 1;
         } else if depth == 0
-            && ["FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "INTO", "WINDOW"]
-                .iter()
-                .any(|kw| t.is_word(kw))
+            && [
+                "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "INTO", "WINDOW",
+            ]
+            .iter()
+            .any(|kw| t.is_word(kw))
         {
             end = j;
             break;
@@ -612,7 +634,10 @@ fn output_name(item: &[Token<'_>]) -> Option<String> {
         let prev = &item[n - 2];
         let last = &item[n - 1];
         let prev_ends_expr = prev.is_punct(")")
-            || matches!(prev.kind, Kind::Word | Kind::QuotedIdent | Kind::String | Kind::Number);
+            || matches!(
+                prev.kind,
+                Kind::Word | Kind::QuotedIdent | Kind::String | Kind::Number
+            );
         if prev_ends_expr && matches!(last.kind, Kind::Word | Kind::QuotedIdent) {
             return ident_value(last);
         }
@@ -743,7 +768,11 @@ mod tests {
         let mut f = fields();
         f.create_table_sql = Some("CREATE TABLE products (id int)".into());
         let m = messages(&f);
-        assert!(m.iter().any(|m| m.starts_with("CREATE_TABLE_SQL: must begin")), "{m:?}");
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("CREATE_TABLE_SQL: must begin")),
+            "{m:?}"
+        );
     }
 
     #[test]
@@ -755,7 +784,8 @@ mod tests {
         assert_eq!(messages(&f).len(), 1);
         f.select_source_sql = Some("SELECT * FROM p WHERE u > %s AND v > %s".into());
         assert_eq!(messages(&f).len(), 1);
-        f.select_source_sql = Some("SELECT * FROM p WHERE x LIKE 'a%' AND u >= %s::timestamptz ;".into());
+        f.select_source_sql =
+            Some("SELECT * FROM p WHERE x LIKE 'a%' AND u >= %s::timestamptz ;".into());
         assert!(messages(&f).is_empty(), "{:?}", messages(&f));
     }
 
@@ -764,7 +794,11 @@ mod tests {
         let mut f = fields();
         f.upsert_target_sql =
             Some("INSERT INTO products (id, title, updated_at) VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title".into());
-        assert!(messages(&f).iter().any(|m| m.contains("2 `%s` placeholder(s)")));
+        assert!(
+            messages(&f)
+                .iter()
+                .any(|m| m.contains("2 `%s` placeholder(s)"))
+        );
         f.upsert_target_sql =
             Some("INSERT INTO products (id, title, updated_at) VALUES (%s, %s, %s)".into());
         assert!(messages(&f).iter().any(|m| m.contains("ON CONFLICT")));
@@ -780,7 +814,13 @@ mod tests {
         f.key_columns = Some(vec!["title".into(), "category".into()]);
         f.select_keys_sql = Some("SELECT title, category FROM products;".into());
         f.upsert_target_sql = Some("INSERT INTO products (title, category) VALUES (%s, %s) ON CONFLICT (title, category) DO UPDATE SET title = EXCLUDED.title".into());
-        assert!(messages(&f).iter().all(|m| !m.starts_with("SELECT_KEYS_SQL")), "{:?}", messages(&f));
+        assert!(
+            messages(&f)
+                .iter()
+                .all(|m| !m.starts_with("SELECT_KEYS_SQL")),
+            "{:?}",
+            messages(&f)
+        );
     }
 
     #[test]
@@ -796,7 +836,11 @@ mod tests {
     fn multiple_statements_are_rejected() {
         let mut f = fields();
         f.select_keys_sql = Some("SELECT id FROM products; DROP TABLE products;".into());
-        assert!(messages(&f).iter().any(|m| m.contains("more than one statement")));
+        assert!(
+            messages(&f)
+                .iter()
+                .any(|m| m.contains("more than one statement"))
+        );
     }
 
     #[test]
@@ -805,6 +849,9 @@ mod tests {
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"KEY_COLUMN"));
         assert!(keys.contains(&"KEY_COLUMNS"));
-        assert!(p.iter().any(|p| p.message.contains("did you mean KEY_COLUMNS")));
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("did you mean KEY_COLUMNS"))
+        );
     }
 }

@@ -44,9 +44,8 @@ fn check_connection_settings(settings: &Settings) -> Result<()> {
 
 pub fn run_all(settings: &Settings, dry_run: bool, json: bool) -> Result<i32> {
     check_connection_settings(settings)?;
-    let files = job::discover(&settings.jobs_dir).map_err(|e| {
-        crate::error::Error::Config(crate::error::chain(&e))
-    })?;
+    let files = job::discover(&settings.jobs_dir)
+        .map_err(|e| crate::error::Error::Config(crate::error::chain(&e)))?;
     log::info!(
         "run started: {} job(s) in {}",
         files.len(),

@@ -76,10 +76,7 @@ pub fn status(settings: &Settings, json: bool) -> Result<i32> {
         });
     }
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "jobs": out })
-        );
+        println!("{}", serde_json::json!({ "jobs": out }));
         return Ok(0);
     }
     println!(
@@ -92,11 +89,17 @@ pub fn status(settings: &Settings, json: bool) -> Result<i32> {
             s.job,
             s.state,
             s.last_success.as_deref().unwrap_or("-"),
-            s.last_success_age_s.map(|a| format!("{a}s")).unwrap_or("-".into()),
+            s.last_success_age_s
+                .map(|a| format!("{a}s"))
+                .unwrap_or("-".into()),
             s.watermark.as_deref().unwrap_or("-"),
             s.rows_tracked.map(|r| r.to_string()).unwrap_or("-".into()),
             s.last_error.as_deref().unwrap_or(""),
-            if s.file_changed_since_last_run { " (file changed since last run)" } else { "" }
+            if s.file_changed_since_last_run {
+                " (file changed since last run)"
+            } else {
+                ""
+            }
         );
     }
     Ok(0)

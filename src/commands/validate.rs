@@ -23,7 +23,9 @@ fn collect_files(settings: &Settings, paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<P
         if root.is_dir() {
             match job::discover(&root) {
                 Ok(f) => files.extend(f),
-                Err(e) => problems.push(Problem::new(&root.display().to_string(), "FILE", chain(&e))),
+                Err(e) => {
+                    problems.push(Problem::new(&root.display().to_string(), "FILE", chain(&e)))
+                }
             }
         } else if root.is_file() {
             files.push(root);
@@ -67,7 +69,11 @@ pub fn validate(settings: &Settings, paths: &[PathBuf], connect: bool) -> Result
         println!(
             "{} job file(s) valid{}",
             files.len(),
-            if connect { " (checked against M and A)" } else { "" }
+            if connect {
+                " (checked against M and A)"
+            } else {
+                ""
+            }
         );
         Ok(0)
     } else {
@@ -124,7 +130,10 @@ fn check_against_databases(
             )
         }
         Err(e) => {
-            push(job::SELECT_SOURCE_SQL, format!("M rejects it: {}", chain(&e)));
+            push(
+                job::SELECT_SOURCE_SQL,
+                format!("M rejects it: {}", chain(&e)),
+            );
             None
         }
     };
@@ -160,12 +169,18 @@ fn check_against_databases(
     let mut tx = match a.transaction() {
         Ok(t) => t,
         Err(e) => {
-            push(job::CREATE_TABLE_SQL, format!("cannot start a transaction on A: {}", chain(&e)));
+            push(
+                job::CREATE_TABLE_SQL,
+                format!("cannot start a transaction on A: {}", chain(&e)),
+            );
             return out;
         }
     };
     if let Err(e) = tx.batch_execute(&j.create_table_sql) {
-        push(job::CREATE_TABLE_SQL, format!("A rejects it: {}", chain(&e)));
+        push(
+            job::CREATE_TABLE_SQL,
+            format!("A rejects it: {}", chain(&e)),
+        );
         return out;
     }
     let checks: [(&str, String); 2] = [

@@ -30,7 +30,10 @@ pub fn reconcile(
     .map_err(pg(Db::Analytics, "creating the temporary key table"))?;
     {
         let mut reader = m
-            .copy_out(&format!("COPY ({}) TO STDOUT", strip_trailing_semicolon(keys_sql)))
+            .copy_out(&format!(
+                "COPY ({}) TO STDOUT",
+                strip_trailing_semicolon(keys_sql)
+            ))
             .map_err(pg(Db::Master, "running SELECT_KEYS_SQL"))?;
         let mut writer = a
             .copy_in(&format!("COPY pg_temp.elt_keys ({list}) FROM STDIN"))
@@ -81,9 +84,10 @@ pub fn reconcile(
            AND (({not_null}) OR NOT EXISTS (SELECT 1 FROM pg_temp.elt_keys AS k WHERE {same})) \
          RETURNING {texts}"
     );
-    let stmt = a
-        .prepare(&delete)
-        .map_err(pg(Db::Analytics, "preparing the deletion of rows gone from M"))?;
+    let stmt = a.prepare(&delete).map_err(pg(
+        Db::Analytics,
+        "preparing the deletion of rows gone from M",
+    ))?;
     let portal = a
         .bind(&stmt, &[])
         .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;

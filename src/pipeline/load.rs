@@ -21,16 +21,19 @@ pub struct Loader<'p> {
     buf: Vec<u8>,
     rows: usize,
     stage_ready: bool,
+    /// Drop staged rows the target already holds unchanged (full re-sync over data).
+    prune: bool,
     pub upserted: u64,
 }
 
 impl<'p> Loader<'p> {
-    pub fn new(plan: &'p Plan) -> Self {
+    pub fn new(plan: &'p Plan, prune: bool) -> Self {
         Loader {
             plan,
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
             stage_ready: false,
+            prune: prune && plan.prune_unchanged_sql.is_some(),
             upserted: 0,
         }
     }
@@ -77,15 +80,24 @@ impl<'p> Loader<'p> {
                 .and_then(|_| w.write_all(&self.buf))
                 .and_then(|_| w.write_all(COPY_TRAILER))
                 .map_err(io("streaming rows into the staging table"))?;
-            w.finish()
-                .map_err(pg(Db::Analytics, "copying changed rows into the staging table"))?;
+            w.finish().map_err(pg(
+                Db::Analytics,
+                "copying changed rows into the staging table",
+            ))?;
+        }
+        if self.prune {
+            if let Some(sql) = &self.plan.prune_unchanged_sql {
+                tx.execute(sql.as_str(), &[])
+                    .map_err(pg(Db::Analytics, "skipping rows the target already holds"))?;
+            }
         }
         let mut sp = tx
             .savepoint("elt_merge")
             .map_err(pg(Db::Analytics, "starting the merge"))?;
         match sp.execute(&self.plan.merge_sql, &[]) {
             Ok(n) => {
-                sp.commit().map_err(pg(Db::Analytics, "finishing the merge"))?;
+                sp.commit()
+                    .map_err(pg(Db::Analytics, "finishing the merge"))?;
                 self.upserted += n;
             }
             Err(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {

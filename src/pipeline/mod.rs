@@ -102,7 +102,10 @@ fn failed(
     log::error!("failed: {message}");
     if let Some(st) = state {
         if let Err(re) = st.record_failure(&report.job, &message) {
-            log::warn!("could not record the failure in Redis: {}", crate::error::chain(&re));
+            log::warn!(
+                "could not record the failure in Redis: {}",
+                crate::error::chain(&re)
+            );
         }
     }
     report.status = Status::Failed;
@@ -175,7 +178,7 @@ fn sync(
     }
 
     let mut pending = PendingState::new()?;
-    let mut loader = Loader::new(&plan);
+    let mut loader = Loader::new(&plan, full.is_some() && rows_before > 0);
     let extract_stmt = m_tx
         .prepare(&plan.extract_sql)
         .map_err(pg(Db::Master, "preparing the extraction"))?;
@@ -238,7 +241,8 @@ fn sync(
     )?;
     timings.delete = ms(t);
     let rows_after = count_rows(&mut a_tx, &job.target_table)?;
-    m_tx.commit().map_err(pg(Db::Master, "ending the snapshot"))?;
+    m_tx.commit()
+        .map_err(pg(Db::Master, "ending the snapshot"))?;
 
     if opts.dry_run {
         a_tx.rollback()

@@ -27,6 +27,10 @@ pub struct Plan {
     pub copy_in_sql: String,
     pub merge_sql: String,
     pub merge_one_sql: String,
+    /// Removes staged rows identical to the target's, so a full re-sync over an intact
+    /// target (Redis lost its data) rewrites nothing that did not change. `None` when
+    /// the upsert transforms values, so staged and stored rows cannot be compared.
+    pub prune_unchanged_sql: Option<String>,
     pub target: String,
     pub key_columns: Vec<String>,
 }
@@ -137,7 +141,13 @@ impl Plan {
             "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
             stage_cols.join(", ")
         );
-        let (merge_sql, merge_one_sql) = merge_statements(&upsert.sql, &as_text, &param_types)?;
+        let merge = merge_statements(&upsert.sql, &as_text, &param_types)?;
+        let prune_unchanged_sql = prune_statement(
+            &job.target_table,
+            &job.key_columns,
+            &merge.columns,
+            &merge.exprs,
+        );
         Ok(Plan {
             extract_sql,
             columns: cols.len(),
@@ -145,8 +155,9 @@ impl Plan {
             watermark_type,
             stage_ddl,
             copy_in_sql,
-            merge_sql,
-            merge_one_sql,
+            merge_sql: merge.all,
+            merge_one_sql: merge.one,
+            prune_unchanged_sql,
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
         })
@@ -160,27 +171,69 @@ fn type_name(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
     Ok(row.get(0))
 }
 
+struct Merge {
+    all: String,
+    one: String,
+    columns: Vec<String>,
+    /// per inserted column, its value over the staging row; `None` unless a bare placeholder
+    exprs: Vec<Option<String>>,
+}
+
+/// `DELETE` of staged rows whose target row already holds the same values; compared as
+/// text so types without an equality operator (json) compare too.
+fn prune_statement(
+    target: &str,
+    keys: &[String],
+    columns: &[String],
+    exprs: &[Option<String>],
+) -> Option<String> {
+    if exprs.iter().any(Option::is_none) || columns.len() != exprs.len() {
+        return None;
+    }
+    let expr_of = |col: &str| {
+        columns
+            .iter()
+            .position(|c| c == col)
+            .and_then(|i| exprs[i].clone())
+    };
+    let mut conds = Vec::new();
+    for k in keys {
+        conds.push(format!("t.{} = {}", quote_ident(k), expr_of(k)?));
+    }
+    for (c, e) in columns.iter().zip(exprs) {
+        conds.push(format!(
+            "t.{}::text IS NOT DISTINCT FROM ({})::text",
+            quote_ident(c),
+            e.as_deref()?
+        ));
+    }
+    Some(format!(
+        "DELETE FROM pg_temp.elt_stage AS s USING {target} AS t WHERE {}",
+        conds.join(" AND ")
+    ))
+}
+
 /// The upsert with `VALUES ($1, …)` turned into `SELECT s.c1, … FROM pg_temp.elt_stage`,
 /// plus a one-row variant used when a batch holds the same conflict key twice.
-fn merge_statements(
-    upsert_sql: &str,
-    as_text: &[bool],
-    param_types: &[String],
-) -> Result<(String, String)> {
-    let shape = upsert_shape(upsert_sql)
-        .map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
+fn merge_statements(upsert_sql: &str, as_text: &[bool], param_types: &[String]) -> Result<Merge> {
+    let shape =
+        upsert_shape(upsert_sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
     let (vs, ve) = shape.values_range;
     let mut exprs = Vec::with_capacity(shape.value_exprs.len());
+    let mut bare = Vec::with_capacity(shape.value_exprs.len());
     for expr in &shape.value_exprs {
         let mut out = String::new();
-        for tok in tokenize(expr) {
+        let toks = tokenize(expr);
+        let is_bare = toks.len() == 1 && toks[0].kind == Kind::Param;
+        for tok in toks {
             if tok.kind == Kind::Param {
                 let n: usize = tok.text[1..]
                     .parse()
                     .map_err(|_| Error::Job(format!("bad parameter {}", tok.text)))?;
-                let i = n.checked_sub(1).filter(|i| *i < as_text.len()).ok_or_else(|| {
-                    Error::Job(format!("parameter {} out of range", tok.text))
-                })?;
+                let i = n
+                    .checked_sub(1)
+                    .filter(|i| *i < as_text.len())
+                    .ok_or_else(|| Error::Job(format!("parameter {} out of range", tok.text)))?;
                 if as_text[i] {
                     out.push_str(&format!("s.c{n}::{}", param_types[i]));
                 } else {
@@ -190,15 +243,18 @@ fn merge_statements(
                 out.push_str(tok.text);
             }
         }
+        bare.push(is_bare.then(|| out.clone()));
         exprs.push(out);
     }
     let select = format!("SELECT {} FROM pg_temp.elt_stage AS s", exprs.join(", "));
     let head = &upsert_sql[..vs];
     let tail = strip_trailing_semicolon(&upsert_sql[ve..]);
-    Ok((
-        format!("{head}{select}{tail}"),
-        format!("{head}{select} WHERE s.elt_ord = $1{tail}"),
-    ))
+    Ok(Merge {
+        all: format!("{head}{select}{tail}"),
+        one: format!("{head}{select} WHERE s.elt_ord = $1{tail}"),
+        columns: shape.columns,
+        exprs: bare,
+    })
 }
 
 #[cfg(test)]
@@ -207,12 +263,14 @@ mod tests {
 
     #[test]
     fn merge_replaces_values_with_the_staging_select() {
-        let (all, one) = merge_statements(
+        let m = merge_statements(
             "INSERT INTO t (a, b, c) VALUES ($1, lower($2), $3) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b;",
             &[false, true, false],
             &["bigint".into(), "text".into(), "jsonb".into()],
         )
         .unwrap();
+        let (all, one) = (m.all, m.one);
+        assert_eq!(m.exprs[1], None);
         assert_eq!(
             all,
             "INSERT INTO t (a, b, c) SELECT s.c1, lower(s.c2::text), s.c3 FROM pg_temp.elt_stage AS s ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b"

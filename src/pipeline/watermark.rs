@@ -20,8 +20,7 @@ const NEW_WATERMARK: &str = "SELECT least(now(), (\
 /// Previous watermark minus the overlap, as M computes it, per placeholder type.
 const BOUND_TIMESTAMPTZ: &str =
     "SELECT ($1::text::timestamptz - make_interval(secs => $2::float8))::text";
-const BOUND_TIMESTAMP: &str =
-    "SELECT (($1::text::timestamptz - make_interval(secs => $2::float8)) AT TIME ZONE $3::text)::text";
+const BOUND_TIMESTAMP: &str = "SELECT (($1::text::timestamptz - make_interval(secs => $2::float8)) AT TIME ZONE $3::text)::text";
 /// A date condition cannot tell hours apart, so the window reaches back one more day.
 const BOUND_DATE: &str = "SELECT ((($1::text::timestamptz - make_interval(secs => $2::float8)) \
      AT TIME ZONE $3::text)::date - 1)::text";
