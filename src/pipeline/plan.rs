@@ -80,7 +80,9 @@ impl Plan {
         let as_text: Vec<bool> = cols
             .iter()
             .zip(params)
-            .map(|(c, p)| c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID)
+            .map(|(c, p)| {
+                c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p)
+            })
             .collect();
         let unique = names
             .iter()
@@ -120,7 +122,7 @@ impl Plan {
             stage_types.push(if *t {
                 "text".to_string()
             } else {
-                type_name(a, p)?
+                stage_type(a, p)?
             });
         }
         let param_types: Vec<String> = params
@@ -161,6 +163,22 @@ impl Plan {
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
         })
+    }
+}
+
+/// Types whose name without a length means length 1 (`bit`): a staging column of that
+/// name would truncate, so their values travel as text.
+fn needs_text(t: &Type) -> bool {
+    matches!(*t, Type::BIT | Type::BIT_ARRAY)
+}
+
+/// A staging column type that holds any value of `t`: `character` without a length is
+/// `character(1)`, `bpchar` is unlimited.
+fn stage_type(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
+    match *t {
+        Type::BPCHAR => Ok("pg_catalog.bpchar".into()),
+        Type::BPCHAR_ARRAY => Ok("pg_catalog.bpchar[]".into()),
+        _ => type_name(a, t),
     }
 }
 
