@@ -23,8 +23,8 @@ pub type RowDigest = [u8; ROW_DIGEST_LEN];
 
 /// Entries per bucket aimed at: below Redis's listpack limit (128), so buckets stay compact.
 const ENTRIES_PER_BUCKET: u64 = 64;
-/// Commands per pipelined round trip when writing state.
-const WRITE_BATCH: usize = 2000;
+/// Hash fields per pipelined round trip when writing state.
+const WRITE_BATCH: usize = 10_000;
 
 /// What Redis remembers of a job.
 #[derive(Debug, Clone, Default)]
@@ -87,8 +87,14 @@ pub fn job_key(prefix: &str, job: &str, suffix: &str) -> String {
     format!("{prefix}:job:{}:{suffix}", encode_job(job))
 }
 
+/// Buckets are a power of two and take the top bits of the key digest, so records sorted by
+/// digest come out grouped by bucket whatever the bucket count.
 fn bucket_of(key: &KeyDigest, buckets: u32) -> u32 {
-    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) % buckets.max(1)
+    let bits = buckets.max(1).trailing_zeros();
+    if bits == 0 {
+        return 0;
+    }
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) >> (32 - bits)
 }
 
 /// Buckets for a generation holding `rows` entries.
@@ -99,23 +105,38 @@ pub fn buckets_for(rows: u64) -> u32 {
         .min(1 << 24) as u32
 }
 
-/// Pending state changes of one run, kept in a temporary file so memory stays flat however
-/// many rows change; applied to Redis only after A commits.
-pub struct PendingState {
-    file: BufWriter<std::fs::File>,
-    pub upserts: u64,
-    pub deletes: u64,
-}
-
+/// Pending state files are split by the top bits of the key digest, so each part can be
+/// sorted in memory (a 32nd of the changes) and written as one command per bucket.
+const PARTS: usize = 32;
 const OP_SET: u8 = 1;
 const OP_DEL: u8 = 2;
 const RECORD_LEN: usize = 1 + KEY_DIGEST_LEN + ROW_DIGEST_LEN;
 
+#[derive(Clone, Copy)]
+struct Record {
+    op: u8,
+    key: KeyDigest,
+    row: RowDigest,
+}
+
+/// Pending state changes of one run, kept in temporary files so memory stays flat however
+/// many rows change; applied to Redis only after A commits.
+pub struct PendingState {
+    parts: Vec<BufWriter<std::fs::File>>,
+    pub upserts: u64,
+    pub deletes: u64,
+}
+
 impl PendingState {
     pub fn new() -> Result<Self> {
-        let f = tempfile::tempfile().map_err(io("creating a temporary file for pending state"))?;
+        let mut parts = Vec::with_capacity(PARTS);
+        for _ in 0..PARTS {
+            let f = tempfile::tempfile()
+                .map_err(io("creating a temporary file for pending state"))?;
+            parts.push(BufWriter::with_capacity(1 << 15, f));
+        }
         Ok(PendingState {
-            file: BufWriter::with_capacity(1 << 16, f),
+            parts,
             upserts: 0,
             deletes: 0,
         })
@@ -136,32 +157,53 @@ impl PendingState {
         rec[0] = op;
         rec[1..1 + KEY_DIGEST_LEN].copy_from_slice(key);
         rec[1 + KEY_DIGEST_LEN..].copy_from_slice(row);
-        self.file
+        let part = (key[0] as usize * PARTS) >> 8;
+        self.parts[part]
             .write_all(&rec)
             .map_err(io("writing pending state to a temporary file"))
     }
 
-    /// Calls `f` for every record in the order written.
-    fn replay(self, mut f: impl FnMut(u8, &KeyDigest, &RowDigest) -> Result<()>) -> Result<()> {
-        let mut file = self.file.into_inner().map_err(|e| Error::Io {
-            what: "flushing pending state".into(),
-            source: e.into_error(),
-        })?;
-        file.rewind().map_err(io("rewinding pending state"))?;
-        let mut r = BufReader::with_capacity(1 << 16, file);
-        let mut rec = [0u8; RECORD_LEN];
-        loop {
-            match r.read_exact(&mut rec) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(io("reading pending state")(e)),
+    /// Calls `f` once per part with its records sorted by key digest, the last operation
+    /// on each key winning.
+    fn replay(self, mut f: impl FnMut(&[Record]) -> Result<()>) -> Result<()> {
+        let mut records = Vec::new();
+        for part in self.parts {
+            let mut file = part.into_inner().map_err(|e| Error::Io {
+                what: "flushing pending state".into(),
+                source: e.into_error(),
+            })?;
+            file.rewind().map_err(io("rewinding pending state"))?;
+            let mut r = BufReader::with_capacity(1 << 16, file);
+            let mut rec = [0u8; RECORD_LEN];
+            records.clear();
+            loop {
+                match r.read_exact(&mut rec) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(io("reading pending state")(e)),
+                }
+                let mut key = [0u8; KEY_DIGEST_LEN];
+                key.copy_from_slice(&rec[1..1 + KEY_DIGEST_LEN]);
+                let mut row = [0u8; ROW_DIGEST_LEN];
+                row.copy_from_slice(&rec[1 + KEY_DIGEST_LEN..]);
+                records.push(Record {
+                    op: rec[0],
+                    key,
+                    row,
+                });
             }
-            let mut key = [0u8; KEY_DIGEST_LEN];
-            key.copy_from_slice(&rec[1..1 + KEY_DIGEST_LEN]);
-            let mut row = [0u8; ROW_DIGEST_LEN];
-            row.copy_from_slice(&rec[1 + KEY_DIGEST_LEN..]);
-            f(rec[0], &key, &row)?;
+            // stable: equal keys keep their order, then the last one wins
+            records.sort_by_key(|r| r.key);
+            let mut last: Vec<Record> = Vec::with_capacity(records.len());
+            for r in records.drain(..) {
+                match last.last_mut() {
+                    Some(prev) if prev.key == r.key => *prev = r,
+                    _ => last.push(r),
+                }
+            }
+            f(&last)?;
         }
+        Ok(())
     }
 }
 
@@ -269,36 +311,45 @@ impl StateStore {
             ),
             (None, _) => (1, buckets_for(c.rows_in_target.max(0) as u64)),
         };
-        let mut pipe = redis::pipe();
-        let mut queued = 0usize;
         let prefix = self.prefix.clone();
         let conn = &mut self.conn;
-        pending.replay(|op, key, row| {
-            let bucket = job_key(
-                &prefix,
-                job,
-                &format!("h:{generation}:{}", bucket_of(key, buckets)),
-            );
-            match op {
-                OP_SET => pipe
-                    .cmd("HSET")
-                    .arg(bucket)
-                    .arg(&key[..])
-                    .arg(&row[..])
-                    .ignore(),
-                _ => pipe.cmd("HDEL").arg(bucket).arg(&key[..]).ignore(),
-            };
-            queued += 1;
-            if queued >= WRITE_BATCH {
+        pending.replay(|records| {
+            let mut pipe = redis::pipe();
+            let mut queued = 0usize;
+            for group in records.chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets)) {
+                let bucket = job_key(
+                    &prefix,
+                    job,
+                    &format!("h:{generation}:{}", bucket_of(&group[0].key, buckets)),
+                );
+                let sets: Vec<&Record> = group.iter().filter(|r| r.op == OP_SET).collect();
+                if !sets.is_empty() {
+                    let cmd = pipe.cmd("HSET").arg(&bucket);
+                    for r in &sets {
+                        cmd.arg(&r.key[..]).arg(&r.row[..]);
+                    }
+                    cmd.ignore();
+                }
+                let dels: Vec<&Record> = group.iter().filter(|r| r.op == OP_DEL).collect();
+                if !dels.is_empty() {
+                    let cmd = pipe.cmd("HDEL").arg(&bucket);
+                    for r in &dels {
+                        cmd.arg(&r.key[..]);
+                    }
+                    cmd.ignore();
+                }
+                queued += group.len();
+                if queued >= WRITE_BATCH {
+                    pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
+                    pipe.clear();
+                    queued = 0;
+                }
+            }
+            if queued > 0 {
                 pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
-                pipe.clear();
-                queued = 0;
             }
             Ok(())
         })?;
-        if queued > 0 {
-            pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
-        }
         let now = now_ms();
         redis::cmd("HSET")
             .arg(self.meta_key(job))

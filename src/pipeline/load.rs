@@ -23,17 +23,22 @@ pub struct Loader<'p> {
     stage_ready: bool,
     /// Drop staged rows the target already holds unchanged (full re-sync over data).
     prune: bool,
+    /// The target was empty when the run began: COPY straight into it.
+    direct: bool,
     pub upserted: u64,
 }
 
 impl<'p> Loader<'p> {
-    pub fn new(plan: &'p Plan, prune: bool) -> Self {
+    /// `target_was_empty` enables the direct COPY path; `prune` drops staged rows that the
+    /// target already holds (a full re-sync over existing rows).
+    pub fn new(plan: &'p Plan, target_was_empty: bool, prune: bool) -> Self {
         Loader {
             plan,
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
             stage_ready: false,
             prune: prune && plan.prune_unchanged_sql.is_some(),
+            direct: target_was_empty && plan.direct_copy_sql.is_some(),
             upserted: 0,
         }
     }
@@ -64,6 +69,11 @@ impl<'p> Loader<'p> {
         if self.rows == 0 {
             return Ok(());
         }
+        if self.direct && self.copy_direct(tx)? {
+            self.buf.clear();
+            self.rows = 0;
+            return Ok(());
+        }
         if self.stage_ready {
             tx.batch_execute("TRUNCATE pg_temp.elt_stage RESTART IDENTITY")
                 .map_err(pg(Db::Analytics, "emptying the staging table"))?;
@@ -91,6 +101,48 @@ impl<'p> Loader<'p> {
                     .map_err(pg(Db::Analytics, "skipping rows the target already holds"))?;
             }
         }
+        self.merge(tx)?;
+        self.buf.clear();
+        self.rows = 0;
+        Ok(())
+    }
+
+    /// COPY into the target itself; false (and nothing written) when a row's key already
+    /// exists there, so the batch goes through staging and the upsert instead.
+    fn copy_direct(&mut self, tx: &mut Transaction<'_>) -> Result<bool> {
+        let Some(sql) = &self.plan.direct_copy_sql else {
+            return Ok(false);
+        };
+        let mut sp = tx
+            .savepoint("elt_copy")
+            .map_err(pg(Db::Analytics, "starting the load"))?;
+        let copied = {
+            let mut w = sp
+                .copy_in(sql.as_str())
+                .map_err(pg(Db::Analytics, "starting COPY into the target"))?;
+            w.write_all(COPY_HEADER)
+                .and_then(|_| w.write_all(&self.buf))
+                .and_then(|_| w.write_all(COPY_TRAILER))
+                .map_err(io("streaming rows into the target"))?;
+            w.finish()
+        };
+        match copied {
+            Ok(n) => {
+                sp.commit().map_err(pg(Db::Analytics, "finishing the load"))?;
+                self.upserted += n;
+                Ok(true)
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                sp.rollback()
+                    .map_err(pg(Db::Analytics, "undoing the failed COPY"))?;
+                self.direct = false;
+                Ok(false)
+            }
+            Err(e) => Err(pg(Db::Analytics, "copying rows into the target")(e)),
+        }
+    }
+
+    fn merge(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
         let mut sp = tx
             .savepoint("elt_merge")
             .map_err(pg(Db::Analytics, "starting the merge"))?;
@@ -117,8 +169,6 @@ impl<'p> Loader<'p> {
             }
             Err(e) => return Err(pg(Db::Analytics, "running UPSERT_TARGET_SQL")(e)),
         }
-        self.buf.clear();
-        self.rows = 0;
         Ok(())
     }
 }

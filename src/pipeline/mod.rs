@@ -178,7 +178,7 @@ fn sync(
     }
 
     let mut pending = PendingState::new()?;
-    let mut loader = Loader::new(&plan, full.is_some() && rows_before > 0);
+    let mut loader = Loader::new(&plan, rows_before == 0, full.is_some() && rows_before > 0);
     let extract_stmt = m_tx
         .prepare(&plan.extract_sql)
         .map_err(pg(Db::Master, "preparing the extraction"))?;

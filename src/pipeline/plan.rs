@@ -31,6 +31,10 @@ pub struct Plan {
     /// target (Redis lost its data) rewrites nothing that did not change. `None` when
     /// the upsert transforms values, so staged and stored rows cannot be compared.
     pub prune_unchanged_sql: Option<String>,
+    /// `COPY target (cols) FROM STDIN (FORMAT binary)` when the upsert inserts each source
+    /// value unchanged into a column of the same type: rows for an empty target then skip
+    /// staging and merging.
+    pub direct_copy_sql: Option<String>,
     pub target: String,
     pub key_columns: Vec<String>,
 }
@@ -150,6 +154,24 @@ impl Plan {
             &merge.columns,
             &merge.exprs,
         );
+        let one_to_one = !as_text.iter().any(|t| *t)
+            && merge
+                .exprs
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.as_deref() == Some(format!("s.c{}", i + 1).as_str()));
+        let direct_copy_sql = one_to_one.then(|| {
+            format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                job.target_table,
+                merge
+                    .columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
         Ok(Plan {
             extract_sql,
             columns: cols.len(),
@@ -160,6 +182,7 @@ impl Plan {
             merge_sql: merge.all,
             merge_one_sql: merge.one,
             prune_unchanged_sql,
+            direct_copy_sql,
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
         })
