@@ -91,6 +91,17 @@ as_pg() {
     fi
 }
 
+# Run a command with stdin/stdout/stderr on /dev/null and every other inherited file
+# descriptor closed, so that a daemon it leaves behind holds none of our locks or pipes.
+detached() {
+    (
+        for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        "$@" </dev/null >/dev/null 2>&1
+    )
+}
+
 ensure_pg_user() {
     is_root || return 0
     id postgres >/dev/null 2>&1 && return 0
@@ -268,8 +279,8 @@ start_pg_on() {
     local port=$1
     as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null <<<"port = $port"
     PG_PORT=$port
-    as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_ROOT/postgresql.log" -w -t "$STARTUP_TIMEOUT" \
-        >/dev/null 2>&1 || return 1
+    detached as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_ROOT/postgresql.log" \
+        -w -t "$STARTUP_TIMEOUT" || return 1
     pg_alive
 }
 
@@ -277,9 +288,9 @@ start_redis_on() {
     local port=$1
     REDIS_PORT=$port
     rm -f "$REDIS_DIR/redis.pid"
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-        --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
-        >/dev/null 2>&1 || return 1
+    detached redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" ||
+        return 1
     local i
     for i in $(seq 1 $((STARTUP_TIMEOUT * 10))); do
         redis_alive && return 0
@@ -319,7 +330,8 @@ cmd_start() {
     local attempt ok
     # Port choice and server start happen under a machine-wide lock so that parallel
     # instances never pick the same port; a failed start is retried on another port.
-    exec 8>"$GLOBAL_LOCK"
+    [ -e "$GLOBAL_LOCK" ] || (umask 0 && : >>"$GLOBAL_LOCK") 2>/dev/null || true
+    exec 8<"$GLOBAL_LOCK"
     flock 8
     ok=0
     for attempt in 1 2 3 4 5; do
@@ -357,7 +369,7 @@ cmd_start() {
     fi
 
     write_env
-    log "PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $NF}') on 127.0.0.1:$PG_PORT, redis on 127.0.0.1:$REDIS_PORT (stop: $0 stop $DIR)"
+    log "PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}') on 127.0.0.1:$PG_PORT, redis on 127.0.0.1:$REDIS_PORT (stop: $0 stop $DIR)"
     cat "$DIR/env"
 }
 

@@ -1,7 +1,8 @@
 //! Translation of psycopg-style `%s` placeholders into PostgreSQL's `$n` parameters.
 //!
 //! Only code counts: a `%s` inside a string literal, a quoted identifier, a dollar-quoted
-//! body or a comment is left alone. `%%` outside those becomes a single `%`, as psycopg does.
+//! body or a comment is left alone. `%%` becomes a single `%` everywhere but in comments, as
+//! psycopg does, so `LIKE 'TEST-%%'` written for psycopg means `LIKE 'TEST-%'` here too.
 
 use crate::sqllex::{Kind, tokenize};
 
@@ -31,6 +32,11 @@ pub fn translate(sql: &str) -> Translated {
                 out.push_str(&placeholders.len().to_string());
             }
             Kind::PercentPercent => out.push('%'),
+            // psycopg formats the whole string, so a job written for it doubles every `%`,
+            // even inside literals; a `%s` there is still data (see the module doc).
+            Kind::String | Kind::DollarString | Kind::QuotedIdent => {
+                out.push_str(&tok.text.replace("%%", "%"))
+            }
             _ => out.push_str(tok.text),
         }
     }
@@ -84,11 +90,13 @@ mod tests {
     }
 
     #[test]
-    fn double_percent_is_a_literal_percent_outside_literals_only() {
-        let t = translate("SELECT id %% 2, 'a%%' FROM t WHERE name LIKE 'x%' AND u > %s");
+    fn double_percent_is_a_literal_percent_as_in_psycopg() {
+        let t = translate(
+            "SELECT id %% 2, 'a%%', '100%%%%' FROM t WHERE name LIKE 'x%' AND u > %s -- 5%%",
+        );
         assert_eq!(
             t.sql,
-            "SELECT id % 2, 'a%%' FROM t WHERE name LIKE 'x%' AND u > $1"
+            "SELECT id % 2, 'a%', '100%%' FROM t WHERE name LIKE 'x%' AND u > $1 -- 5%%"
         );
     }
 

@@ -131,8 +131,8 @@ impl PendingState {
     pub fn new() -> Result<Self> {
         let mut parts = Vec::with_capacity(PARTS);
         for _ in 0..PARTS {
-            let f = tempfile::tempfile()
-                .map_err(io("creating a temporary file for pending state"))?;
+            let f =
+                tempfile::tempfile().map_err(io("creating a temporary file for pending state"))?;
             parts.push(BufWriter::with_capacity(1 << 15, f));
         }
         Ok(PendingState {
@@ -316,7 +316,9 @@ impl StateStore {
         pending.replay(|records| {
             let mut pipe = redis::pipe();
             let mut queued = 0usize;
-            for group in records.chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets)) {
+            for group in
+                records.chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets))
+            {
                 let bucket = job_key(
                     &prefix,
                     job,

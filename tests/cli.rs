@@ -23,8 +23,19 @@ fn help_lists_the_subcommands() {
     }
     let out = env.elt_bare().arg("run").arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--dry-run", "--json", "--master-url", "--analytics-url", "--redis-url", "--jobs-dir", "--log-dir"] {
-        assert!(help.contains(flag), "run --help must mention {flag}:\n{help}");
+    for flag in [
+        "--dry-run",
+        "--json",
+        "--master-url",
+        "--analytics-url",
+        "--redis-url",
+        "--jobs-dir",
+        "--log-dir",
+    ] {
+        assert!(
+            help.contains(flag),
+            "run --help must mention {flag}:\n{help}"
+        );
     }
 }
 
@@ -43,10 +54,18 @@ fn unknown_subcommand_or_flag_exits_2() {
 fn run_without_master_url_exits_2() {
     let env = TestEnv::new("no_master");
     env.products_fixture(2);
-    let out = env.elt().env_remove("ELT_MASTER_URL").args(["run"]).output().unwrap();
+    let out = env
+        .elt()
+        .env_remove("ELT_MASTER_URL")
+        .args(["run"])
+        .output()
+        .unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.to_lowercase().contains("master"), "the message names the missing setting: {t}");
+    assert!(
+        t.to_lowercase().contains("master"),
+        "the message names the missing setting: {t}"
+    );
     assert_eq!(env.a_count("products"), None, "nothing was done");
 }
 
@@ -54,10 +73,18 @@ fn run_without_master_url_exits_2() {
 fn run_without_analytics_url_exits_2() {
     let env = TestEnv::new("no_analytics");
     env.products_fixture(2);
-    let out = env.elt().env_remove("ELT_ANALYTICS_URL").args(["run", "--json"]).output().unwrap();
+    let out = env
+        .elt()
+        .env_remove("ELT_ANALYTICS_URL")
+        .args(["run", "--json"])
+        .output()
+        .unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.to_lowercase().contains("analytics"), "the message names the missing setting: {t}");
+    assert!(
+        t.to_lowercase().contains("analytics"),
+        "the message names the missing setting: {t}"
+    );
 }
 
 #[test]
@@ -78,7 +105,8 @@ fn json_report_has_the_documented_shape() {
     let out = env.elt().args(["run", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{stdout}"));
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{stdout}"));
     let obj = v.as_object().expect("top level object");
     assert!(obj.contains_key("jobs"), "{v:#}");
     let list = jobs(&v);
@@ -86,10 +114,19 @@ fn json_report_has_the_documented_shape() {
     let j = &list[0];
     assert_eq!(j["job"], "products");
     assert_eq!(j["status"], "ok");
-    for k in ["rows_read", "rows_upserted", "rows_unchanged", "rows_deleted", "duration_ms"] {
+    for k in [
+        "rows_read",
+        "rows_upserted",
+        "rows_unchanged",
+        "rows_deleted",
+        "duration_ms",
+    ] {
         assert!(j[k].is_u64(), "{k} must be a non-negative integer: {j:#}");
     }
-    assert!(j.get("error").is_some() && j["error"].is_null(), "error is null on success: {j:#}");
+    assert!(
+        j.get("error").is_some() && j["error"].is_null(),
+        "error is null on success: {j:#}"
+    );
     assert_eq!(j["rows_read"], 3);
     assert_eq!(j["rows_upserted"], 3);
 }
@@ -112,8 +149,13 @@ fn json_report_of_a_failed_job_has_an_error_message() {
     assert_eq!(code, 1, "{v:#}");
     let j = job(&v, "broken");
     assert_eq!(j["status"], "failed", "{j:#}");
-    let err = j["error"].as_str().unwrap_or_else(|| panic!("error must be a string: {j:#}"));
-    assert!(err.contains("missing_source_table"), "the error names the cause: {err}");
+    let err = j["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error must be a string: {j:#}"));
+    assert!(
+        err.contains("missing_source_table"),
+        "the error names the cause: {err}"
+    );
 }
 
 #[test]
@@ -135,14 +177,21 @@ fn human_summary_line_per_job() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.lines().any(|l| l.contains("products") && l.contains("ok")),
+        stdout
+            .lines()
+            .any(|l| l.contains("products") && l.contains("ok")),
         "a summary line with `products` and `ok`:\n{stdout}"
     );
     assert!(
-        stdout.lines().any(|l| l.contains("zz_broken") && l.contains("failed")),
+        stdout
+            .lines()
+            .any(|l| l.contains("zz_broken") && l.contains("failed")),
         "a summary line with `zz_broken` and `failed`:\n{stdout}"
     );
-    assert!(serde_json::from_str::<Value>(stdout.trim()).is_err(), "human output is not JSON");
+    assert!(
+        serde_json::from_str::<Value>(stdout.trim()).is_err(),
+        "human output is not JSON"
+    );
 }
 
 /// Settings given as flags, before or after the subcommand, with no ELT_* variables.
@@ -179,7 +228,11 @@ fn settings_as_flags_before_or_after_the_subcommand() {
     settings(&mut c);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
-    assert_eq!(counts(&v, "products").upserted, 1, "same state as the first run (same prefix): {v:#}");
+    assert_eq!(
+        counts(&v, "products").upserted,
+        1,
+        "same state as the first run (same prefix): {v:#}"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
     // run-job with flags after the job name
     let mut c = env.elt_bare();
@@ -198,7 +251,11 @@ fn flag_wins_over_environment() {
     // The environment points M at a dead server and the jobs at a folder with another job.
     let other_jobs = env.path().join("other_jobs");
     std::fs::create_dir_all(&other_jobs).unwrap();
-    std::fs::write(other_jobs.join("decoy.yaml"), PRODUCTS_JOB.replace("products", "decoy")).unwrap();
+    std::fs::write(
+        other_jobs.join("decoy.yaml"),
+        PRODUCTS_JOB.replace("products", "decoy"),
+    )
+    .unwrap();
     let mut c = env.elt();
     c.env("ELT_MASTER_URL", "postgres://postgres@127.0.0.1:1/nowhere")
         .env("ELT_JOBS_DIR", &other_jobs)
@@ -209,7 +266,10 @@ fn flag_wins_over_environment() {
         .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
-    let names: Vec<&str> = jobs(&v).iter().map(|j| j["job"].as_str().unwrap()).collect();
+    let names: Vec<&str> = jobs(&v)
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["products"], "--jobs-dir wins over ELT_JOBS_DIR");
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
@@ -235,11 +295,16 @@ fn defaults_jobs_and_logs_in_working_directory() {
     env.products_fixture(2); // writes <tmp>/jobs/products.yaml; cwd is <tmp>
     std::fs::remove_dir_all(&env.log_dir).unwrap();
     let mut c = env.elt();
-    c.env_remove("ELT_JOBS_DIR").env_remove("ELT_LOG_DIR").args(["run", "--json"]);
+    c.env_remove("ELT_JOBS_DIR")
+        .env_remove("ELT_LOG_DIR")
+        .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(status(&v, "products"), "ok");
-    assert!(env.path().join("logs/elt.log").exists(), "./logs/elt.log is the default log file");
+    assert!(
+        env.path().join("logs/elt.log").exists(),
+        "./logs/elt.log is the default log file"
+    );
 }
 
 #[test]
@@ -255,7 +320,12 @@ fn libpq_key_value_connection_strings_work() {
     let env = TestEnv::new("keyvalue_conninfo");
     env.products_fixture(3);
     let p = pg_parts(env.pg_url());
-    let kv = |db: &str| format!("host={} port={} user={} dbname={} connect_timeout=10", p.host, p.port, p.user, db);
+    let kv = |db: &str| {
+        format!(
+            "host={} port={} user={} dbname={} connect_timeout=10",
+            p.host, p.port, p.user, db
+        )
+    };
     let mut c = env.elt();
     c.env("ELT_MASTER_URL", kv(&env.m_db))
         .env("ELT_ANALYTICS_URL", kv(&env.a_db))
@@ -270,9 +340,15 @@ fn postgres_url_with_query_parameters_works() {
     let env = TestEnv::new("url_query");
     env.products_fixture(3);
     let mut c = env.elt();
-    c.env("ELT_MASTER_URL", format!("{}?sslmode=disable&connect_timeout=10", env.m_url()))
-        .env("ELT_ANALYTICS_URL", format!("{}?application_name=elt_test", env.a_url()))
-        .args(["run", "--json"]);
+    c.env(
+        "ELT_MASTER_URL",
+        format!("{}?sslmode=disable&connect_timeout=10", env.m_url()),
+    )
+    .env(
+        "ELT_ANALYTICS_URL",
+        format!("{}?application_name=elt_test", env.a_url()),
+    )
+    .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
@@ -283,11 +359,20 @@ fn tuning_flags_are_accepted() {
     let env = TestEnv::new("tuning_flags");
     env.products_fixture(2);
     let mut c = env.elt();
-    c.args(["run", "--json", "--overlap-seconds", "60", "--lock-ttl-seconds", "20"]);
+    c.args([
+        "run",
+        "--json",
+        "--overlap-seconds",
+        "60",
+        "--lock-ttl-seconds",
+        "20",
+    ]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
     let mut c = env.elt();
-    c.env("ELT_OVERLAP_SECONDS", "120").env("ELT_LOCK_TTL_SECONDS", "15").args(["run", "--json"]);
+    c.env("ELT_OVERLAP_SECONDS", "120")
+        .env("ELT_LOCK_TTL_SECONDS", "15")
+        .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
 }
@@ -317,26 +402,42 @@ fn status_lists_jobs() {
     // Before any run the job is listed, without a watermark.
     let out = env.elt().args(["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}: {}", text(&out)));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}: {}", text(&out)));
     assert!(v.to_string().contains("\"products\""), "{v:#}");
 
     env.run_ok("products");
     let out = env.elt().args(["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let j = find_job_object(&v, "products").unwrap_or_else(|| panic!("no object for products in {v:#}"));
+    let j = find_job_object(&v, "products")
+        .unwrap_or_else(|| panic!("no object for products in {v:#}"));
     let obj = j.as_object().unwrap();
-    let watermark = obj.iter().find(|(k, _)| k.contains("watermark")).unwrap_or_else(|| panic!("no watermark field: {j:#}"));
-    assert!(!watermark.1.is_null(), "watermark set after a successful run: {j:#}");
+    let watermark = obj
+        .iter()
+        .find(|(k, _)| k.contains("watermark"))
+        .unwrap_or_else(|| panic!("no watermark field: {j:#}"));
+    assert!(
+        !watermark.1.is_null(),
+        "watermark set after a successful run: {j:#}"
+    );
     let tracked = obj
         .iter()
         .find(|(k, v)| k.contains("rows") && v.is_u64())
         .unwrap_or_else(|| panic!("no rows-tracked field: {j:#}"));
-    assert_eq!(tracked.1.as_u64(), Some(4), "rows tracked = rows in M: {j:#}");
+    assert_eq!(
+        tracked.1.as_u64(),
+        Some(4),
+        "rows tracked = rows in M: {j:#}"
+    );
 
     let out = env.elt().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("products"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("products"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The job object for `name` anywhere in a status document.

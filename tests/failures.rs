@@ -25,16 +25,27 @@ fn sql_error_fails_only_that_job() {
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "a_broken"), "failed", "{v:#}");
-    assert_eq!(status(&v, "products"), "ok", "a job after the failed one still runs: {v:#}");
+    assert_eq!(
+        status(&v, "products"),
+        "ok",
+        "a job after the failed one still runs: {v:#}"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
     let err = env.error_log();
     assert!(
-        err.lines().any(|l| l.contains("a_broken") && l.contains("missing_source_table")),
+        err.lines()
+            .any(|l| l.contains("a_broken") && l.contains("missing_source_table")),
         "error.log names the job and the cause:\n{err}"
     );
-    assert!(!err.contains("products"), "error.log holds errors only:\n{err}");
+    assert!(
+        !err.contains("products"),
+        "error.log holds errors only:\n{err}"
+    );
     let log = env.elt_log();
-    assert!(log.contains("a_broken") && log.contains("products"), "elt.log has both jobs:\n{log}");
+    assert!(
+        log.contains("a_broken") && log.contains("products"),
+        "elt.log has both jobs:\n{log}"
+    );
 }
 
 #[test]
@@ -42,12 +53,21 @@ fn invalid_job_file_fails_only_that_job() {
     let env = TestEnv::new("invalid_file_run");
     env.products_fixture(3);
     env.write_job("aa_bad_yaml", "CREATE_TABLE_SQL: [unclosed\n");
-    env.write_job("ab_missing_key", &PRODUCTS_JOB.replace("KEY_COLUMNS: [\"id\"]\n", ""));
+    env.write_job(
+        "ab_missing_key",
+        &PRODUCTS_JOB.replace("KEY_COLUMNS: [\"id\"]\n", ""),
+    );
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "aa_bad_yaml"), "failed", "{v:#}");
     assert_eq!(status(&v, "ab_missing_key"), "failed", "{v:#}");
-    assert!(job(&v, "ab_missing_key")["error"].as_str().unwrap_or("").contains("KEY_COLUMNS"), "{v:#}");
+    assert!(
+        job(&v, "ab_missing_key")["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("KEY_COLUMNS"),
+        "{v:#}"
+    );
     assert_eq!(status(&v, "products"), "ok", "{v:#}");
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
@@ -90,9 +110,19 @@ fn constraint_violation_mid_load_leaves_a_unchanged() {
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
-    let err = job(&v, "products")["error"].as_str().unwrap_or("").to_string();
-    assert!(err.contains("price_not_negative"), "the error names the violated constraint: {err}");
-    assert_eq!(env.a_rows(PRODUCTS_Q), a_before, "no partial load, no deletions: A is as before the run");
+    let err = job(&v, "products")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        err.contains("price_not_negative"),
+        "the error names the violated constraint: {err}"
+    );
+    assert_eq!(
+        env.a_rows(PRODUCTS_Q),
+        a_before,
+        "no partial load, no deletions: A is as before the run"
+    );
 
     // Fixed in M: the rerun delivers all changes, none was marked as delivered.
     env.m_exec("UPDATE products SET price = 5 WHERE id = 5");
@@ -110,7 +140,11 @@ fn failure_on_the_first_run_leaves_no_rows() {
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
-    assert!(matches!(env.a_count("products"), None | Some(0)), "no partial rows in A: {:?}", env.a_count("products"));
+    assert!(
+        matches!(env.a_count("products"), None | Some(0)),
+        "no partial rows in A: {:?}",
+        env.a_count("products")
+    );
     env.m_exec("UPDATE products SET price = 150 WHERE id = 150");
     let c = env.run_ok("products");
     assert_eq!(c.upserted, 300, "{c:?}");
@@ -123,14 +157,21 @@ fn failure_in_the_deletion_step_leaves_a_unchanged() {
     let env = TestEnv::new("keys_failure");
     env.products_fixture(10);
     env.m_exec("CREATE VIEW product_keys AS SELECT id FROM products");
-    env.write_job("products", &PRODUCTS_JOB.replace("SELECT id FROM products", "SELECT id FROM product_keys"));
+    env.write_job(
+        "products",
+        &PRODUCTS_JOB.replace("SELECT id FROM products", "SELECT id FROM product_keys"),
+    );
     env.run_ok("products");
     let a_before = env.a_rows(PRODUCTS_Q);
     env.m_exec("UPDATE products SET title = 'changed' WHERE id IN (1, 2); DELETE FROM products WHERE id = 3; DROP VIEW product_keys;");
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
-    assert_eq!(env.a_rows(PRODUCTS_Q), a_before, "the job's target is as it was before the run");
+    assert_eq!(
+        env.a_rows(PRODUCTS_Q),
+        a_before,
+        "the job's target is as it was before the run"
+    );
     env.m_exec("CREATE VIEW product_keys AS SELECT id FROM products");
     let c = env.run_ok("products");
     assert_eq!((c.upserted, c.deleted), (2, 1), "{c:?}");
@@ -141,7 +182,10 @@ fn failure_in_the_deletion_step_leaves_a_unchanged() {
 fn upsert_error_fails_the_job() {
     let env = TestEnv::new("upsert_error");
     env.products_fixture(3);
-    env.write_job("products", &PRODUCTS_JOB.replace("price = EXCLUDED.price", "prize = EXCLUDED.price"));
+    env.write_job(
+        "products",
+        &PRODUCTS_JOB.replace("price = EXCLUDED.price", "prize = EXCLUDED.price"),
+    );
     let (code, v) = env.run_json();
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
@@ -153,7 +197,8 @@ fn unreachable_redis_fails_the_jobs() {
     let env = TestEnv::new("redis_down");
     env.products_fixture(3);
     let mut c = env.elt();
-    c.env("ELT_REDIS_URL", "redis://127.0.0.1:1/0").args(["run", "--json"]);
+    c.env("ELT_REDIS_URL", "redis://127.0.0.1:1/0")
+        .args(["run", "--json"]);
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
@@ -161,8 +206,14 @@ fn unreachable_redis_fails_the_jobs() {
     } else {
         panic!("--json still prints the report: {}", output_text(&out));
     }
-    assert!(matches!(env.a_count("products"), None | Some(0)), "nothing loaded without state");
-    assert!(!env.error_log().trim().is_empty(), "the failure is in error.log");
+    assert!(
+        matches!(env.a_count("products"), None | Some(0)),
+        "nothing loaded without state"
+    );
+    assert!(
+        !env.error_log().trim().is_empty(),
+        "the failure is in error.log"
+    );
 }
 
 #[test]
@@ -170,7 +221,11 @@ fn unreachable_master_fails_the_jobs() {
     let env = TestEnv::new("master_down");
     env.products_fixture(3);
     let mut c = env.elt();
-    c.env("ELT_MASTER_URL", "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=5").args(["run", "--json"]);
+    c.env(
+        "ELT_MASTER_URL",
+        "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=5",
+    )
+    .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
@@ -183,7 +238,11 @@ fn unreachable_analytics_fails_the_jobs() {
     let env = TestEnv::new("analytics_down");
     env.products_fixture(3);
     let mut c = env.elt();
-    c.env("ELT_ANALYTICS_URL", "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=5").args(["run", "--json"]);
+    c.env(
+        "ELT_ANALYTICS_URL",
+        "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=5",
+    )
+    .args(["run", "--json"]);
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "products"), "failed", "{v:#}");
@@ -194,7 +253,10 @@ fn unreachable_analytics_fails_the_jobs() {
 
 fn assert_secret_nowhere(env: &TestEnv, out: &std::process::Output, secret: &str) {
     let text = output_text(out);
-    assert!(!text.contains(secret), "the password appears in the output:\n{text}");
+    assert!(
+        !text.contains(secret),
+        "the password appears in the output:\n{text}"
+    );
     for f in ["elt.log", "error.log"] {
         let log = std::fs::read_to_string(env.log_dir.join(f)).unwrap_or_default();
         assert!(!log.contains(secret), "the password appears in {f}:\n{log}");
@@ -207,14 +269,22 @@ fn passwords_never_appear_in_output_or_logs() {
     env.products_fixture(2);
 
     // URL with a password, unreachable.
-    let out = env.elt().env("ELT_MASTER_URL", "postgres://user:secretpw1@127.0.0.1:1/db").arg("run").output().unwrap();
+    let out = env
+        .elt()
+        .env("ELT_MASTER_URL", "postgres://user:secretpw1@127.0.0.1:1/db")
+        .arg("run")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert_secret_nowhere(&env, &out, "secretpw1");
 
     // key=value string with a password, unreachable.
     let out = env
         .elt()
-        .env("ELT_ANALYTICS_URL", "host=127.0.0.1 port=1 user=u password=secretpw2 dbname=x")
+        .env(
+            "ELT_ANALYTICS_URL",
+            "host=127.0.0.1 port=1 user=u password=secretpw2 dbname=x",
+        )
         .args(["run", "--json"])
         .output()
         .unwrap();
@@ -222,14 +292,23 @@ fn passwords_never_appear_in_output_or_logs() {
     assert_secret_nowhere(&env, &out, "secretpw2");
 
     // Redis URL with a password, unreachable.
-    let out = env.elt().env("ELT_REDIS_URL", "redis://:secretpw3@127.0.0.1:1/0").arg("run").output().unwrap();
+    let out = env
+        .elt()
+        .env("ELT_REDIS_URL", "redis://:secretpw3@127.0.0.1:1/0")
+        .arg("run")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert_secret_nowhere(&env, &out, "secretpw3");
 
     // Flags instead of variables.
     let out = env
         .elt()
-        .args(["run", "--master-url", "postgres://user:secretpw4@127.0.0.1:1/db"])
+        .args([
+            "run",
+            "--master-url",
+            "postgres://user:secretpw4@127.0.0.1:1/db",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));

@@ -61,7 +61,8 @@ KEY_COLUMNS:
   - film_id
 "#;
 
-const PAYMENT_COLS: &str = "payment_id, customer_id, staff_id, rental_id, amount, payment_date, last_update";
+const PAYMENT_COLS: &str =
+    "payment_id, customer_id, staff_id, rental_id, amount, payment_date, last_update";
 
 const PAYMENT_JOB: &str = r#"CREATE_TABLE_SQL: |
   CREATE TABLE IF NOT EXISTS payment (
@@ -91,7 +92,9 @@ KEY_COLUMNS: [payment_date, payment_id]
 #[test]
 fn pagila_film_and_partitioned_payment() {
     let Some(dir) = pagila_dir() else {
-        eprintln!("SKIPPED: the pagila data set (pagila-schema.sql, pagila-data.sql) was not found");
+        eprintln!(
+            "SKIPPED: the pagila data set (pagila-schema.sql, pagila-data.sql) was not found"
+        );
         return;
     };
     let env = TestEnv::new("pagila");
@@ -115,7 +118,10 @@ fn pagila_film_and_partitioned_payment() {
     let payment_q = format!("SELECT {PAYMENT_COLS} FROM payment");
     let films = env.m_count("film") as u64;
     let payments = env.m_count("payment") as u64;
-    assert!(films >= 1000 && payments >= 16000, "pagila loaded: {films} films, {payments} payments");
+    assert!(
+        films >= 1000 && payments >= 16000,
+        "pagila loaded: {films} films, {payments} payments"
+    );
 
     let (code, v) = env.run_json();
     assert_eq!(code, 0, "{v:#}");

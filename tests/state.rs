@@ -79,7 +79,8 @@ fn transaction_committing_after_a_run_is_delivered() {
     let mut m = env.m();
     let mut tx = m.transaction().unwrap();
     // now() is the transaction's start time, i.e. before the next run's watermark.
-    tx.batch_execute("INSERT INTO products (id, title, price) VALUES (100, 'slow writer', 1)").unwrap();
+    tx.batch_execute("INSERT INTO products (id, title, price) VALUES (100, 'slow writer', 1)")
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let c = env.run_ok("products");
     assert_eq!(c.upserted, 0, "uncommitted row is invisible: {c:?}");
@@ -107,9 +108,17 @@ fn dry_run_writes_nothing_but_reports_counts() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(status(&v, "products"), "ok", "{v:#}");
     let dry = counts(&v, "products");
-    assert_eq!((dry.upserted, dry.deleted), (3, 1), "dry-run counts are what would happen: {dry:?}");
+    assert_eq!(
+        (dry.upserted, dry.deleted),
+        (3, 1),
+        "dry-run counts are what would happen: {dry:?}"
+    );
     assert_eq!(env.a_rows(PRODUCTS_Q), a_before, "dry-run must not touch A");
-    assert_eq!(env.redis_snapshot(), redis_before, "dry-run must not touch Redis");
+    assert_eq!(
+        env.redis_snapshot(),
+        redis_before,
+        "dry-run must not touch Redis"
+    );
 
     // run-job --dry-run too.
     let mut c = env.elt();
@@ -136,8 +145,15 @@ fn dry_run_on_a_fresh_job_leaves_a_and_redis_empty() {
     assert_eq!(code, 0, "{v:#}");
     let dry = counts(&v, "products");
     assert_eq!((dry.read, dry.upserted), (7, 7), "{dry:?}");
-    assert!(matches!(env.a_count("products"), None | Some(0)), "no rows written to A");
-    assert!(env.redis_snapshot().is_empty(), "no state written: {:?}", env.redis_keys());
+    assert!(
+        matches!(env.a_count("products"), None | Some(0)),
+        "no rows written to A"
+    );
+    assert!(
+        env.redis_snapshot().is_empty(),
+        "no state written: {:?}",
+        env.redis_keys()
+    );
     let c = env.run_ok("products");
     assert_eq!(c.upserted, 7, "{c:?}");
 }
@@ -146,11 +162,21 @@ fn dry_run_on_a_fresh_job_leaves_a_and_redis_empty() {
 fn reset_state_of_one_job_resyncs_only_that_job() {
     let env = TestEnv::new("reset_one");
     old_products(&env, 10);
-    env.write_job("products_b", &PRODUCTS_JOB.replace("INTO products", "INTO products_b").replace("EXISTS products", "EXISTS products_b").replace("TARGET_TABLE: products", "TARGET_TABLE: products_b"));
+    env.write_job(
+        "products_b",
+        &PRODUCTS_JOB
+            .replace("INTO products", "INTO products_b")
+            .replace("EXISTS products", "EXISTS products_b")
+            .replace("TARGET_TABLE: products", "TARGET_TABLE: products_b"),
+    );
     env.run_ok("products");
     // A change hidden behind the watermark in both jobs' source.
     env.m_exec("UPDATE products SET title = 'hidden change', updated_at = updated_at + interval '1 second' WHERE id = 3");
-    let out = env.elt().args(["reset-state", "products"]).output().unwrap();
+    let out = env
+        .elt()
+        .args(["reset-state", "products"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let (code, v) = env.run_json();
     assert_eq!(code, 0, "{v:#}");
@@ -169,13 +195,22 @@ fn reset_state_all_and_bad_invocations() {
     env.m_exec("UPDATE products SET title = 'hidden change', updated_at = updated_at + interval '1 second' WHERE id = 1");
     let out = env.elt().args(["reset-state", "--all"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert!(env.redis_snapshot().is_empty(), "--all forgets every job's state: {:?}", env.redis_keys());
+    assert!(
+        env.redis_snapshot().is_empty(),
+        "--all forgets every job's state: {:?}",
+        env.redis_keys()
+    );
     let c = env.run_ok("products");
     assert_eq!(c.read, 5, "{c:?}");
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 
     let out = env.elt().arg("reset-state").output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "reset-state needs JOB... or --all: {}", output_text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "reset-state needs JOB... or --all: {}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -197,7 +232,10 @@ fn status_reports_last_error() {
     let out = env.elt().args(["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("broken") && s.contains("missing_source_table"), "status shows the last error:\n{s}");
+    assert!(
+        s.contains("broken") && s.contains("missing_source_table"),
+        "status shows the last error:\n{s}"
+    );
 }
 
 /// Another runner holds the job's lock: the job is skipped (exit 0) with a warning.
@@ -209,21 +247,34 @@ fn job_locked_by_another_runner_is_skipped() {
     let (code, v) = env.run_json();
     assert_eq!(code, 0, "a skipped job counts as success: {v:#}");
     assert_eq!(status(&v, "products"), "skipped", "{v:#}");
-    assert!(matches!(env.a_count("products"), None | Some(0)), "nothing loaded");
+    assert!(
+        matches!(env.a_count("products"), None | Some(0)),
+        "nothing loaded"
+    );
     let log = env.elt_log();
     assert!(
-        log.lines().any(|l| l.contains("products") && l.to_lowercase().contains("warn")),
+        log.lines()
+            .any(|l| l.contains("products") && l.to_lowercase().contains("warn")),
         "a warning naming the job in elt.log:\n{log}"
     );
     // The foreign lock is left alone.
     let mut con = env.redis();
-    let holder: Option<String> = redis::cmd("GET").arg(env.lock_key("products")).query(&mut con).unwrap();
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
     assert_eq!(holder.as_deref(), Some("another-runner-on-another-host"));
     // Once released, the job runs.
-    let _: i64 = redis::cmd("DEL").arg(env.lock_key("products")).query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
     env.run_ok("products");
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
-    let holder: Option<String> = redis::cmd("GET").arg(env.lock_key("products")).query(&mut con).unwrap();
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
     assert_eq!(holder, None, "the lock is released after the run");
 }
 
@@ -234,7 +285,9 @@ fn slow_products(env: &TestEnv, secs: f64) {
         "products",
         &PRODUCTS_JOB.replace(
             "FROM products WHERE updated_at > %s",
-            &format!("FROM products WHERE id > (SELECT -1 FROM pg_sleep({secs})) AND updated_at > %s"),
+            &format!(
+                "FROM products WHERE id > (SELECT -1 FROM pg_sleep({secs})) AND updated_at > %s"
+            ),
         ),
     );
 }
@@ -273,9 +326,16 @@ fn concurrent_runs_do_not_process_the_same_job() {
     assert_eq!(o2.status.code(), Some(0), "{}", output_text(&o2));
     let v1: serde_json::Value = serde_json::from_slice(&o1.stdout).unwrap();
     let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
-    let mut statuses = vec![status(&v1, "products").to_string(), status(&v2, "products").to_string()];
+    let mut statuses = vec![
+        status(&v1, "products").to_string(),
+        status(&v2, "products").to_string(),
+    ];
     statuses.sort();
-    assert_eq!(statuses, vec!["ok", "skipped"], "first: {v1:#}\nsecond: {v2:#}");
+    assert_eq!(
+        statuses,
+        vec!["ok", "skipped"],
+        "first: {v1:#}\nsecond: {v2:#}"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
 
@@ -296,7 +356,11 @@ fn lock_is_renewed_while_the_holder_works() {
     assert_eq!(code1, 0, "{v1:#}");
     assert_eq!(status(&v1, "products"), "ok", "{v1:#}");
     assert_eq!(code2, 0, "{v2:#}");
-    assert_eq!(status(&v2, "products"), "skipped", "the lock must still be held (renewed) after its TTL: {v2:#}");
+    assert_eq!(
+        status(&v2, "products"),
+        "skipped",
+        "the lock must still be held (renewed) after its TTL: {v2:#}"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
 
@@ -330,7 +394,10 @@ fn killed_run_is_completed_by_the_next_run() {
     child.kill().unwrap(); // SIGKILL: no cleanup at all
     child.wait().unwrap();
     let n = env.a_count("products").unwrap_or(0);
-    assert!(n == 0 || n == 500, "A is consistent after the kill (all or nothing), has {n} rows");
+    assert!(
+        n == 0 || n == 500,
+        "A is consistent after the kill (all or nothing), has {n} rows"
+    );
     // The dead runner's lock expires within its TTL; then the next run does the work.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

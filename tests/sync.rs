@@ -32,7 +32,9 @@ fn updating_three_rows_upserts_exactly_three() {
     let env = TestEnv::new("update_three");
     env.products_fixture(20);
     env.run_ok("products");
-    env.m_exec("UPDATE products SET price = price + 100, title = title || ' (new)' WHERE id IN (2, 7, 19)");
+    env.m_exec(
+        "UPDATE products SET price = price + 100, title = title || ' (new)' WHERE id IN (2, 7, 19)",
+    );
     let c = env.run_ok("products");
     assert_eq!(c.upserted, 3, "{c:?}");
     assert!(c.read >= 3, "the 3 changed rows must be read: {c:?}");
@@ -141,7 +143,11 @@ fn composite_keys_with_nulls_are_deleted_null_safely() {
 
     // A second run must neither delete nor re-insert the NULL-keyed rows.
     let c = env.run_ok("stock");
-    assert_eq!((c.upserted, c.deleted), (0, 0), "rows with NULL key parts must match themselves: {c:?}");
+    assert_eq!(
+        (c.upserted, c.deleted),
+        (0, 0),
+        "rows with NULL key parts must match themselves: {c:?}"
+    );
     assert_eq!(env.a_count("stock"), Some(9));
 
     env.m_exec("DELETE FROM stock WHERE (region IS NULL AND code = 1) OR (region = 'eu' AND code = 1) OR region = 'a'");
@@ -149,9 +155,18 @@ fn composite_keys_with_nulls_are_deleted_null_safely() {
     assert_eq!(c.deleted, 3, "{c:?}");
     env.assert_a_equals_m(q, q);
     let a = env.a_rows("SELECT region, code FROM stock");
-    assert!(a.contains(&"(NULL,1)".to_string()), "the string 'NULL' key must survive: {a:?}");
-    assert!(a.contains(&"(,)".to_string()), "the (NULL, NULL) key must survive: {a:?}");
-    assert!(a.contains(&"(eu,)".to_string()), "the ('eu', NULL) key must survive: {a:?}");
+    assert!(
+        a.contains(&"(NULL,1)".to_string()),
+        "the string 'NULL' key must survive: {a:?}"
+    );
+    assert!(
+        a.contains(&"(,)".to_string()),
+        "the (NULL, NULL) key must survive: {a:?}"
+    );
+    assert!(
+        a.contains(&"(eu,)".to_string()),
+        "the ('eu', NULL) key must survive: {a:?}"
+    );
     assert!(a.contains(&"(a|b,4)".to_string()), "{a:?}");
 }
 
@@ -372,7 +387,10 @@ fn trailing_semicolon_and_schema_qualified_target() {
     env.m_exec("DELETE FROM products WHERE id = 1");
     let c = env.run_ok("mart_products");
     assert_eq!(c.deleted, 1, "{c:?}");
-    env.assert_a_equals_m(PRODUCTS_Q, "SELECT id, title, price, updated_at FROM mart.products");
+    env.assert_a_equals_m(
+        PRODUCTS_Q,
+        "SELECT id, title, price, updated_at FROM mart.products",
+    );
 }
 
 /// The original's example: a two-column text key.
@@ -420,16 +438,29 @@ fn several_jobs_in_one_run() {
     );
     let (code, v) = env.run_json();
     assert_eq!(code, 0, "{v:#}");
-    let names: Vec<&str> = jobs(&v).iter().map(|j| j["job"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["cheap_products", "products"], "jobs run in name order");
+    let names: Vec<&str> = jobs(&v)
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["cheap_products", "products"],
+        "jobs run in name order"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
-    env.assert_a_equals_m("SELECT id, price FROM products WHERE price < 5", "SELECT id, price FROM cheap");
+    env.assert_a_equals_m(
+        "SELECT id, price FROM products WHERE price < 5",
+        "SELECT id, price FROM cheap",
+    );
     // A price rises above 5: the row leaves the cheap set and is deleted from `cheap`.
     env.m_exec("UPDATE products SET price = 50 WHERE id = 1");
     let (code, v) = env.run_json();
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(counts(&v, "cheap_products").deleted, 1, "{v:#}");
-    env.assert_a_equals_m("SELECT id, price FROM products WHERE price < 5", "SELECT id, price FROM cheap");
+    env.assert_a_equals_m(
+        "SELECT id, price FROM products WHERE price < 5",
+        "SELECT id, price FROM cheap",
+    );
 }
 
 /// `run-job` takes a job name or a path to a job file outside the jobs folder.
@@ -445,11 +476,24 @@ fn run_job_by_name_and_by_path() {
     let elsewhere = env.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let file = elsewhere.join("products_copy.yml");
-    std::fs::write(&file, PRODUCTS_JOB.replace("products", "products_copy").replace("FROM products_copy", "FROM products")).unwrap();
+    std::fs::write(
+        &file,
+        PRODUCTS_JOB
+            .replace("products", "products_copy")
+            .replace("FROM products_copy", "FROM products"),
+    )
+    .unwrap();
     let mut c = env.elt();
     c.arg("run-job").arg(&file).arg("--json");
     let (code, v) = run_cmd_json(c);
     assert_eq!(code, 0, "{v:#}");
-    assert_eq!(status(&v, "products_copy"), "ok", "a job's name is its file name without extension: {v:#}");
-    env.assert_a_equals_m(PRODUCTS_Q, "SELECT id, title, price, updated_at FROM products_copy");
+    assert_eq!(
+        status(&v, "products_copy"),
+        "ok",
+        "a job's name is its file name without extension: {v:#}"
+    );
+    env.assert_a_equals_m(
+        PRODUCTS_Q,
+        "SELECT id, title, price, updated_at FROM products_copy",
+    );
 }

@@ -6,7 +6,15 @@ use common::*;
 /// Creates `typed (id int PRIMARY KEY, <columns>, updated_at)` in M with `columns_ddl`,
 /// fills it with `inserts`, copies it into A's `typed` created from `a_columns_ddl`
 /// (after `a_setup`), and checks A equals M twice.
-fn roundtrip(name: &str, m_setup: &str, columns_ddl: &str, a_setup: &str, a_columns_ddl: &str, cols: &[&str], inserts: &str) -> TestEnv {
+fn roundtrip(
+    name: &str,
+    m_setup: &str,
+    columns_ddl: &str,
+    a_setup: &str,
+    a_columns_ddl: &str,
+    cols: &[&str],
+    inserts: &str,
+) -> TestEnv {
     let env = TestEnv::new(name);
     if !m_setup.is_empty() {
         env.m_exec(m_setup);
@@ -46,7 +54,10 @@ fn roundtrip(name: &str, m_setup: &str, columns_ddl: &str, a_setup: &str, a_colu
         env.assert_a_equals_m(&cq, &cq);
     }
     let c = env.run_ok("typed");
-    assert_eq!(c.upserted, 0, "re-reading identical values must not count as a change: {c:?}");
+    assert_eq!(
+        c.upserted, 0,
+        "re-reading identical values must not count as a change: {c:?}"
+    );
     assert_eq!(c.unchanged, c.read, "{c:?}");
     env
 }
@@ -137,7 +148,10 @@ fn json_and_jsonb() {
     );
     // Explicit check of the json text: white space and key order survive.
     let a = env.a_texts("SELECT j::text FROM typed WHERE id = 1");
-    assert_eq!(a, vec![r#"{"b": 1,   "a": [1, 2, {"z": null}]}"#.to_string()]);
+    assert_eq!(
+        a,
+        vec![r#"{"b": 1,   "a": [1, 2, {"z": null}]}"#.to_string()]
+    );
 }
 
 #[test]
@@ -158,7 +172,11 @@ fn arrays_including_multidimensional_and_null_elements() {
          (4, '{NULL}', '[0:2]={7,8,9}', '{{{1},{2}},{{3},{4}}}', NULL, NULL, NULL, NULL)"#,
     );
     let a = env.a_texts("SELECT ia::text FROM typed WHERE id = 4");
-    assert_eq!(a, vec!["[0:2]={7,8,9}".to_string()], "array lower bounds are kept");
+    assert_eq!(
+        a,
+        vec!["[0:2]={7,8,9}".to_string()],
+        "array lower bounds are kept"
+    );
 }
 
 #[test]
@@ -203,7 +221,12 @@ fn date_and_time_types() {
     let mut m = env.m();
     m.batch_execute("SET TIME ZONE 'America/New_York'").unwrap();
     let q = "SELECT id, tstz FROM typed";
-    assert_same_rows(&TestEnv::rows_text(&mut m, q), &TestEnv::rows_text(&mut a, q), "M", "A");
+    assert_same_rows(
+        &TestEnv::rows_text(&mut m, q),
+        &TestEnv::rows_text(&mut a, q),
+        "M",
+        "A",
+    );
 }
 
 #[test]

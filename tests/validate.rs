@@ -94,18 +94,23 @@ impl V {
 }
 
 fn problem_lines<'a>(out: &'a str, file: &str) -> Vec<&'a str> {
-    out.lines().filter(|l| l.contains(&format!("{file}: "))).collect()
+    out.lines()
+        .filter(|l| l.contains(&format!("{file}: ")))
+        .collect()
 }
 
 /// Asserts a `FILE: KEY: message` line for `file` with one of `keys`.
 fn assert_problem(out: &str, file: &Path, keys: &[&str]) {
     let f = file.display().to_string();
     let ok = out.lines().any(|l| {
-        keys.iter().any(|k| {
-            l.contains(&format!("{f}: {k}: ")) && l.len() > f.len() + k.len() + 4
-        })
+        keys.iter()
+            .any(|k| l.contains(&format!("{f}: {k}: ")) && l.len() > f.len() + k.len() + 4)
     });
-    assert!(ok, "expected a line `{f}: <{}>: message` in:\n{out}", keys.join("|"));
+    assert!(
+        ok,
+        "expected a line `{f}: <{}>: message` in:\n{out}",
+        keys.join("|")
+    );
 }
 
 fn assert_clean(code: i32, out: &str, what: &str) {
@@ -173,7 +178,10 @@ fn create_table_must_start_with_if_not_exists() {
     for (i, sql) in bad.iter().enumerate() {
         let f = v.file(&format!("c{i}.yaml"), &with_sql("CREATE_TABLE_SQL", sql));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "CREATE_TABLE_SQL {sql:?} must be rejected; output:\n{out}");
+        assert_eq!(
+            code, 2,
+            "CREATE_TABLE_SQL {sql:?} must be rejected; output:\n{out}"
+        );
         assert_problem(&out, &f, &["CREATE_TABLE_SQL"]);
     }
 }
@@ -215,7 +223,10 @@ fn select_source_needs_exactly_one_trailing_placeholder_condition() {
     for (i, sql) in bad.iter().enumerate() {
         let f = v.file(&format!("s{i}.yaml"), &with_sql("SELECT_SOURCE_SQL", sql));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "SELECT_SOURCE_SQL {sql:?} must be rejected; output:\n{out}");
+        assert_eq!(
+            code, 2,
+            "SELECT_SOURCE_SQL {sql:?} must be rejected; output:\n{out}"
+        );
         assert_problem(&out, &f, &["SELECT_SOURCE_SQL"]);
     }
 }
@@ -231,7 +242,10 @@ fn upsert_placeholder_count_must_match_columns() {
     for (i, sql) in bad.iter().enumerate() {
         let f = v.file(&format!("u{i}.yaml"), &with_sql("UPSERT_TARGET_SQL", sql));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "UPSERT_TARGET_SQL {sql:?} must be rejected; output:\n{out}");
+        assert_eq!(
+            code, 2,
+            "UPSERT_TARGET_SQL {sql:?} must be rejected; output:\n{out}"
+        );
         assert_problem(&out, &f, &["UPSERT_TARGET_SQL"]);
     }
     // Lower-case keywords and line breaks are fine.
@@ -256,7 +270,10 @@ fn upsert_needs_on_conflict_do_update() {
     for (i, sql) in bad.iter().enumerate() {
         let f = v.file(&format!("u{i}.yaml"), &with_sql("UPSERT_TARGET_SQL", sql));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "UPSERT_TARGET_SQL {sql:?} must be rejected; output:\n{out}");
+        assert_eq!(
+            code, 2,
+            "UPSERT_TARGET_SQL {sql:?} must be rejected; output:\n{out}"
+        );
         assert_problem(&out, &f, &["UPSERT_TARGET_SQL"]);
     }
 }
@@ -266,7 +283,10 @@ fn select_keys_must_match_key_columns() {
     let v = V::new("v_keys");
     let cases: [(&str, &str); 4] = [
         ("SELECT product_id, title FROM products", "[\"product_id\"]"),
-        ("SELECT category, title FROM products", "[\"title\", \"category\"]"),
+        (
+            "SELECT category, title FROM products",
+            "[\"title\", \"category\"]",
+        ),
         ("SELECT id FROM products", "[\"product_id\"]"),
         ("SELECT title FROM products", "[\"title\", \"category\"]"),
     ];
@@ -282,7 +302,10 @@ fn select_keys_must_match_key_columns() {
         }
         let f = v.file(&format!("k{i}.yaml"), &render(&p));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "SELECT_KEYS_SQL {sql:?} with KEY_COLUMNS {kc} must be rejected:\n{out}");
+        assert_eq!(
+            code, 2,
+            "SELECT_KEYS_SQL {sql:?} with KEY_COLUMNS {kc} must be rejected:\n{out}"
+        );
         assert_problem(&out, &f, &["SELECT_KEYS_SQL", "KEY_COLUMNS"]);
     }
     // The original's example (a two-column key) is valid.
@@ -306,7 +329,11 @@ fn target_table_must_be_the_created_table() {
     let f = v.file("t1.yaml", &with("TARGET_TABLE", Some("items")));
     let (code, out) = v.validate(&[&f]);
     assert_eq!(code, 2, "{out}");
-    assert_problem(&out, &f, &["TARGET_TABLE", "CREATE_TABLE_SQL", "UPSERT_TARGET_SQL"]);
+    assert_problem(
+        &out,
+        &f,
+        &["TARGET_TABLE", "CREATE_TABLE_SQL", "UPSERT_TARGET_SQL"],
+    );
 
     // The upsert writes another table.
     let f = v.file(
@@ -318,14 +345,26 @@ fn target_table_must_be_the_created_table() {
     );
     let (code, out) = v.validate(&[&f]);
     assert_eq!(code, 2, "{out}");
-    assert_problem(&out, &f, &["UPSERT_TARGET_SQL", "TARGET_TABLE", "CREATE_TABLE_SQL"]);
+    assert_problem(
+        &out,
+        &f,
+        &["UPSERT_TARGET_SQL", "TARGET_TABLE", "CREATE_TABLE_SQL"],
+    );
 
     // Schema-qualified everywhere is fine.
     let mut p = valid();
     for e in p.iter_mut() {
         match e.0.as_str() {
-            "CREATE_TABLE_SQL" => e.1 = yaml_str("CREATE TABLE IF NOT EXISTS mart.products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)"),
-            "UPSERT_TARGET_SQL" => e.1 = yaml_str("INSERT INTO mart.products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title"),
+            "CREATE_TABLE_SQL" => {
+                e.1 = yaml_str(
+                    "CREATE TABLE IF NOT EXISTS mart.products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)",
+                )
+            }
+            "UPSERT_TARGET_SQL" => {
+                e.1 = yaml_str(
+                    "INSERT INTO mart.products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title",
+                )
+            }
             "TARGET_TABLE" => e.1 = "mart.products".into(),
             _ => {}
         }
@@ -349,7 +388,10 @@ fn key_columns_must_be_a_nonempty_list() {
 fn every_missing_key_is_reported() {
     let v = V::new("v_missing");
     for key in KEYS {
-        let f = v.file(&format!("missing_{}.yaml", key.to_lowercase()), &with(key, None));
+        let f = v.file(
+            &format!("missing_{}.yaml", key.to_lowercase()),
+            &with(key, None),
+        );
         let (code, out) = v.validate(&[&f]);
         assert_eq!(code, 2, "missing {key} must be rejected:\n{out}");
         assert_problem(&out, &f, &[key]);
@@ -373,7 +415,10 @@ fn unknown_key_is_reported() {
     assert_problem(&out, &f, &["KEY_COLUMNS"]);
 
     // Lower-case key names are not the keys.
-    let f = v.file("lower.yaml", &render(&valid()).replace("TARGET_TABLE:", "target_table:"));
+    let f = v.file(
+        "lower.yaml",
+        &render(&valid()).replace("TARGET_TABLE:", "target_table:"),
+    );
     let (code, out) = v.validate(&[&f]);
     assert_eq!(code, 2, "{out}");
     assert_problem(&out, &f, &["target_table"]);
@@ -386,15 +431,22 @@ fn not_a_mapping_or_bad_yaml_is_reported() {
         ("list.yaml", "- CREATE_TABLE_SQL\n- SELECT_SOURCE_SQL\n"),
         ("scalar.yaml", "just a string\n"),
         ("empty.yaml", ""),
-        ("broken.yaml", "CREATE_TABLE_SQL: [unclosed\nSELECT_SOURCE_SQL: x\n"),
-        ("tabs.yaml", "CREATE_TABLE_SQL: a\n\tSELECT_SOURCE_SQL: b\n  : :\n"),
+        (
+            "broken.yaml",
+            "CREATE_TABLE_SQL: [unclosed\nSELECT_SOURCE_SQL: x\n",
+        ),
+        (
+            "tabs.yaml",
+            "CREATE_TABLE_SQL: a\n\tSELECT_SOURCE_SQL: b\n  : :\n",
+        ),
     ];
     for (name, body) in bodies {
         let f = v.file(name, body);
         let (code, out) = v.validate(&[&f]);
         assert_eq!(code, 2, "{name} must be rejected:\n{out}");
         assert!(
-            out.lines().any(|l| l.contains(&format!("{}: ", f.display()))),
+            out.lines()
+                .any(|l| l.contains(&format!("{}: ", f.display()))),
             "the problem line names the file {}:\n{out}",
             f.display()
         );
@@ -405,15 +457,30 @@ fn not_a_mapping_or_bad_yaml_is_reported() {
 fn multiple_statements_are_rejected() {
     let v = V::new("v_multi_stmt");
     let cases = [
-        ("CREATE_TABLE_SQL", "CREATE TABLE IF NOT EXISTS products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz); DROP TABLE users"),
-        ("SELECT_SOURCE_SQL", "DELETE FROM audit; SELECT product_id, title, created_at, updated_at FROM products WHERE updated_at > %s"),
-        ("SELECT_KEYS_SQL", "SELECT product_id FROM products; SELECT 1"),
-        ("UPSERT_TARGET_SQL", "INSERT INTO products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title; DELETE FROM products"),
+        (
+            "CREATE_TABLE_SQL",
+            "CREATE TABLE IF NOT EXISTS products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz); DROP TABLE users",
+        ),
+        (
+            "SELECT_SOURCE_SQL",
+            "DELETE FROM audit; SELECT product_id, title, created_at, updated_at FROM products WHERE updated_at > %s",
+        ),
+        (
+            "SELECT_KEYS_SQL",
+            "SELECT product_id FROM products; SELECT 1",
+        ),
+        (
+            "UPSERT_TARGET_SQL",
+            "INSERT INTO products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title; DELETE FROM products",
+        ),
     ];
     for (key, sql) in cases {
         let f = v.file(&format!("{}.yaml", key.to_lowercase()), &with_sql(key, sql));
         let (code, out) = v.validate(&[&f]);
-        assert_eq!(code, 2, "{key} with two statements must be rejected:\n{out}");
+        assert_eq!(
+            code, 2,
+            "{key} with two statements must be rejected:\n{out}"
+        );
         assert_problem(&out, &f, &[key]);
     }
 }
@@ -424,8 +491,16 @@ fn all_problems_of_all_files_are_reported_at_once() {
     let mut p = valid();
     for e in p.iter_mut() {
         match e.0.as_str() {
-            "CREATE_TABLE_SQL" => e.1 = yaml_str("CREATE TABLE products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)"),
-            "UPSERT_TARGET_SQL" => e.1 = yaml_str("INSERT INTO products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s)"),
+            "CREATE_TABLE_SQL" => {
+                e.1 = yaml_str(
+                    "CREATE TABLE products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)",
+                )
+            }
+            "UPSERT_TARGET_SQL" => {
+                e.1 = yaml_str(
+                    "INSERT INTO products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s)",
+                )
+            }
             "KEY_COLUMNS" => e.1 = "[]".into(),
             _ => {}
         }
@@ -441,7 +516,10 @@ fn all_problems_of_all_files_are_reported_at_once() {
     assert_problem(&out, &f1, &["KEY_COLUMNS"]);
     assert_problem(&out, &f1, &["EXTRA"]);
     assert_problem(&out, &f2, &["SELECT_SOURCE_SQL"]);
-    assert!(problem_lines(&out, &f3.display().to_string()).is_empty(), "fine.yaml has no problem:\n{out}");
+    assert!(
+        problem_lines(&out, &f3.display().to_string()).is_empty(),
+        "fine.yaml has no problem:\n{out}"
+    );
 }
 
 #[test]
@@ -456,9 +534,21 @@ fn folder_rules_extensions_hidden_files_and_subfolders() {
     v.file("old.yaml.bak", broken);
     v.file("sub/nested.yaml", broken);
     let (code, out) = v.validate(&[&v.dir]);
-    assert_eq!(code, 0, "only good.yaml and Upper.YML are jobs here:\n{out}");
-    for ignored in [".hidden.yaml", "notes.txt", "README.md", "old.yaml.bak", "nested.yaml"] {
-        assert!(!out.contains(&format!("{ignored}: ")), "{ignored} must be ignored:\n{out}");
+    assert_eq!(
+        code, 0,
+        "only good.yaml and Upper.YML are jobs here:\n{out}"
+    );
+    for ignored in [
+        ".hidden.yaml",
+        "notes.txt",
+        "README.md",
+        "old.yaml.bak",
+        "nested.yaml",
+    ] {
+        assert!(
+            !out.contains(&format!("{ignored}: ")),
+            "{ignored} must be ignored:\n{out}"
+        );
     }
 
     // An upper-case extension counts as a job file, so its problems are reported.
@@ -466,10 +556,14 @@ fn folder_rules_extensions_hidden_files_and_subfolders() {
     let (code, out) = v.validate(&[&v.dir]);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.lines().any(|l| l.contains("Broken.YAML: TARGET_TABLE: ")),
+        out.lines()
+            .any(|l| l.contains("Broken.YAML: TARGET_TABLE: ")),
         "Broken.YAML's missing TARGET_TABLE must be reported:\n{out}"
     );
-    assert!(!out.contains("nested.yaml: ") && !out.contains(".hidden.yaml: "), "{out}");
+    assert!(
+        !out.contains("nested.yaml: ") && !out.contains(".hidden.yaml: "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -477,7 +571,13 @@ fn default_folder_is_the_jobs_dir() {
     let v = V::new("v_default_dir");
     fs::write(v.env.job_path("bad"), with("TARGET_TABLE", None)).unwrap();
     // From ELT_JOBS_DIR.
-    let out = v.env.elt_bare().env("ELT_JOBS_DIR", &v.env.jobs_dir).arg("validate").output().unwrap();
+    let out = v
+        .env
+        .elt_bare()
+        .env("ELT_JOBS_DIR", &v.env.jobs_dir)
+        .arg("validate")
+        .output()
+        .unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("bad.yaml: TARGET_TABLE: "), "{text}");
@@ -527,7 +627,10 @@ fn shipped_jobs_folder_validates_clean() {
     }
     let v = V::new("v_shipped");
     let (code, out) = v.validate(&[&jobs]);
-    assert_eq!(code, 0, "the shipped jobs/ folder must validate clean:\n{out}");
+    assert_eq!(
+        code, 0,
+        "the shipped jobs/ folder must validate clean:\n{out}"
+    );
 }
 
 #[test]
@@ -535,14 +638,28 @@ fn validate_connect_checks_against_the_databases() {
     let v = V::new("v_connect");
     v.env.m_exec("CREATE TABLE products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)");
     let good = v.file("good.yaml", &render(&valid()));
-    let out = v.env.elt().arg("validate").arg(&good).arg("--connect").output().unwrap();
+    let out = v
+        .env
+        .elt()
+        .arg("validate")
+        .arg(&good)
+        .arg("--connect")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     let bad = v.file(
         "bad.yaml",
         &with_sql("SELECT_SOURCE_SQL", "SELECT product_id, title, created_at, updated_at FROM no_such_table WHERE updated_at > %s"),
     );
-    let out = v.env.elt().arg("validate").arg(&bad).arg("--connect").output().unwrap();
+    let out = v
+        .env
+        .elt()
+        .arg("validate")
+        .arg(&bad)
+        .arg("--connect")
+        .output()
+        .unwrap();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("bad.yaml: "), "{text}");

@@ -128,7 +128,8 @@ impl<'p> Loader<'p> {
         };
         match copied {
             Ok(n) => {
-                sp.commit().map_err(pg(Db::Analytics, "finishing the load"))?;
+                sp.commit()
+                    .map_err(pg(Db::Analytics, "finishing the load"))?;
                 self.upserted += n;
                 Ok(true)
             }

@@ -3,10 +3,12 @@
 
 pub mod deletes;
 pub mod digest;
+pub mod extract;
 pub mod load;
 pub mod plan;
 pub mod watermark;
 
+use std::sync::mpsc;
 use std::time::Instant;
 
 use postgres::IsolationLevel;
@@ -22,9 +24,6 @@ use crate::state::{Commit, Meta, PendingState, StateStore};
 use load::Loader;
 use plan::Plan;
 use watermark::Bound;
-
-/// Rows fetched from M per round trip and looked up in Redis per pipeline.
-const FETCH_ROWS: i32 = 5_000;
 
 pub struct RunOptions {
     pub dry_run: bool,
@@ -187,42 +186,43 @@ fn sync(
         .bind(&extract_stmt, &[&param])
         .map_err(pg(Db::Master, "running SELECT_SOURCE_SQL"))?;
     let lookup_meta = if full.is_none() { meta.clone() } else { None };
-    loop {
-        let t = Instant::now();
-        let rows = m_tx
-            .query_portal(&portal, FETCH_ROWS)
-            .map_err(pg(Db::Master, "reading rows of SELECT_SOURCE_SQL"))?;
-        timings.extract += ms(t);
-        let t = Instant::now();
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut digests = Vec::with_capacity(rows.len());
-        for row in &rows {
-            keys.push(digest::key_digest(row, plan.columns, plan.key_count)?);
-            digests.push(digest::row_digest(row, plan.columns)?);
-        }
-        let stored = match &lookup_meta {
-            Some(meta) => state.lookup(&job.name, meta, &keys)?,
-            None => vec![None; rows.len()],
-        };
-        timings.diff += ms(t);
-        let t = Instant::now();
-        for (i, row) in rows.iter().enumerate() {
-            report.rows_read += 1;
-            if stored[i] == Some(digests[i]) {
-                report.rows_unchanged += 1;
-                continue;
+    let (send, recv) = mpsc::sync_channel(extract::IN_FLIGHT);
+    std::thread::scope(|scope| -> Result<()> {
+        let (m_ref, plan_ref, portal_ref) = (&mut m_tx, &plan, &portal);
+        let reader = scope.spawn(move || extract::produce(m_ref, portal_ref, plan_ref, send));
+        let consumed = (|| -> Result<()> {
+            for batch in &recv {
+                let batch = batch?;
+                timings.extract += batch.fetch_ms;
+                let t = Instant::now();
+                let stored = match &lookup_meta {
+                    Some(meta) => state.lookup(&job.name, meta, &batch.keys)?,
+                    None => vec![None; batch.rows.len()],
+                };
+                timings.diff += batch.digest_ms + ms(t);
+                let t = Instant::now();
+                for (i, row) in batch.rows.iter().enumerate() {
+                    report.rows_read += 1;
+                    if stored[i] == Some(batch.digests[i]) {
+                        continue;
+                    }
+                    loader.push(row)?;
+                    pending.set(&batch.keys[i], &batch.digests[i])?;
+                    if loader.should_flush() {
+                        loader.flush(&mut a_tx)?;
+                    }
+                }
+                timings.load += ms(t);
             }
-            loader.push(row)?;
-            pending.set(&keys[i], &digests[i])?;
-            if loader.should_flush() {
-                loader.flush(&mut a_tx)?;
-            }
-        }
-        timings.load += ms(t);
-        if rows.len() < FETCH_ROWS as usize {
-            break;
-        }
-    }
+            Ok(())
+        })();
+        // Hanging up stops the reader if we stopped early.
+        drop(recv);
+        reader
+            .join()
+            .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
+        consumed
+    })?;
     let t = Instant::now();
     loader.flush(&mut a_tx)?;
     timings.load += ms(t);
@@ -237,6 +237,7 @@ fn sync(
         &job.select_keys_sql,
         &plan.target,
         &plan.key_columns,
+        rows_before.max(report.rows_read as i64),
         &mut pending,
     )?;
     timings.delete = ms(t);

@@ -84,9 +84,7 @@ impl Plan {
         let as_text: Vec<bool> = cols
             .iter()
             .zip(params)
-            .map(|(c, p)| {
-                c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p)
-            })
+            .map(|(c, p)| c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p))
             .collect();
         let unique = names
             .iter()

@@ -40,8 +40,12 @@ pub fn elt_bin() -> PathBuf {
 
 pub fn servers() -> &'static Servers {
     SERVERS.get_or_init(|| {
-        let pg = std::env::var("ELT_TEST_PG_URL").ok().filter(|s| !s.is_empty());
-        let redis = std::env::var("ELT_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+        let pg = std::env::var("ELT_TEST_PG_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let redis = std::env::var("ELT_TEST_REDIS_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
         if let (Some(pg_url), Some(redis_url)) = (pg, redis) {
             return Servers { pg_url, redis_url };
         }
@@ -131,7 +135,9 @@ rm -rf "$D""#,
         .stderr(Stdio::null());
     // Own process group: a Ctrl-C to the test run does not kill the cleanup.
     c.process_group(0);
-    c.spawn().expect("spawn services watchdog");
+    // Deliberately not waited for: it must outlive the test process to clean up after it.
+    let child = c.spawn().expect("spawn services watchdog");
+    std::mem::forget(child);
 }
 
 /// Replaces the database name of a `postgres://` URL (keeps user, host, port and query).
@@ -415,7 +421,10 @@ impl TestEnv {
             .query(sql, &[])
             .unwrap_or_else(|e| panic!("{sql}: {}", pg_err(&e)))
             .iter()
-            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| "<NULL>".into()))
+            .map(|r| {
+                r.get::<_, Option<String>>(0)
+                    .unwrap_or_else(|| "<NULL>".into())
+            })
             .collect()
     }
     pub fn a_texts(&self, sql: &str) -> Vec<String> {
@@ -532,9 +541,7 @@ impl Drop for TestEnv {
                 let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
             }
         }
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.flush_redis_state()
-        }));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush_redis_state()));
     }
 }
 
@@ -542,7 +549,9 @@ fn create_database(admin: &mut Client, db: &str) {
     // CREATE DATABASE can fail transiently when template1 is in use by a parallel CREATE.
     let mut tries = 0;
     loop {
-        match admin.batch_execute(&format!("CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'")) {
+        match admin.batch_execute(&format!(
+            "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'"
+        )) {
             Ok(()) => return,
             Err(e) if tries < 20 => {
                 tries += 1;
