@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keeps analytics tables in PostgreSQL (A) in step with a master PostgreSQL database (M).
 ///
@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 /// 1 at least one job failed, 2 invalid invocation or configuration (or invalid job files for
 /// `validate`).
 #[derive(Debug, Parser)]
-#[command(name = "elt", version, about, long_about)]
+#[command(name = "elt", version = crate::VERSION, about, long_about)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -20,6 +20,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--redis-url` when neither it nor `--redis-url-file` is given.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// Settings shared by every subcommand; each may stand before or after the subcommand.
 #[derive(Debug, Args, Clone)]
@@ -38,10 +41,28 @@ pub struct GlobalArgs {
         long,
         env = "ELT_REDIS_URL",
         global = true,
-        default_value = "redis://127.0.0.1:6379/0",
+        default_value = DEFAULT_REDIS_URL,
         hide_env_values = true
     )]
     pub redis_url: String,
+
+    /// File holding the --master-url value, so the password is in neither the process list
+    /// nor the environment. Must be readable by its owner only (chmod 600).
+    #[arg(long, env = "ELT_MASTER_URL_FILE", global = true, value_name = "PATH")]
+    pub master_url_file: Option<PathBuf>,
+
+    /// File holding the --analytics-url value (readable by its owner only).
+    #[arg(
+        long,
+        env = "ELT_ANALYTICS_URL_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub analytics_url_file: Option<PathBuf>,
+
+    /// File holding the --redis-url value (readable by its owner only).
+    #[arg(long, env = "ELT_REDIS_URL_FILE", global = true, value_name = "PATH")]
+    pub redis_url_file: Option<PathBuf>,
 
     /// Folder of job files (*.yaml, *.yml).
     #[arg(long, env = "ELT_JOBS_DIR", global = true, default_value = "./jobs")]
@@ -70,6 +91,29 @@ pub struct GlobalArgs {
     #[arg(long, env = "ELT_LOCK_TTL_SECONDS", global = true, default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(3..=60))]
     pub lock_ttl_seconds: u64,
+
+    /// Fault injection for the fault suite: the process kills itself with SIGKILL when it
+    /// reaches this point (extract, load, delete, after-commit). Not for production.
+    #[arg(long, env = "ELT_FAULT_POINT", global = true, hide = true)]
+    pub fault_point: Option<String>,
+
+    /// Days to keep rotated log files (elt.log.YYYY-MM-DD, error.log.YYYY-MM-DD); 0 keeps
+    /// them all. Files are rotated daily, at the first start of each day.
+    #[arg(
+        long,
+        env = "ELT_LOG_RETENTION_DAYS",
+        global = true,
+        default_value_t = 14
+    )]
+    pub log_retention_days: u32,
+
+    /// More detail: debug lines in elt.log and info lines on standard error (-vv: more still).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on standard error (no warnings, no progress display).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,17 +137,46 @@ pub enum Command {
         /// Also prepare every statement on M and A (changing nothing) and check that they fit.
         #[arg(long)]
         connect: bool,
+
+        /// Output: `human` (FILE: KEY: line L, column C: message), `json` (one document) or
+        /// `github` (workflow-command annotations for GitHub Actions).
+        #[arg(long, value_enum, default_value = "human")]
+        format: ValidateFormat,
+    },
+
+    /// Write a job file for a table of M: columns, types, key and watermark column are
+    /// read from M (exit 2 if the file exists or no key can be found).
+    New {
+        /// Job name: the file written is <jobs-dir>/NAME.yaml.
+        name: String,
+
+        /// The table on M to copy: `table` or `schema.table`.
+        #[arg(long, value_name = "SCHEMA.TABLE")]
+        from_table: String,
+
+        /// Table name in A (default: the source table's name, without schema).
+        #[arg(long)]
+        target_table: Option<String>,
+
+        /// Column whose value tells when a row changed (default: found by name and type:
+        /// updated_at, modified_at, last_update, …).
+        #[arg(long)]
+        watermark_column: Option<String>,
     },
 
     /// Forget the Redis state of jobs: their next run re-synchronises them in full.
     ResetState {
         /// Job names.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present_any = ["all", "orphans"], conflicts_with_all = ["all", "orphans"])]
         jobs: Vec<String>,
 
         /// Every job that has state under the prefix, and every job in the jobs folder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "orphans")]
         all: bool,
+
+        /// Jobs that have state in Redis but no job file any more (see `elt status`).
+        #[arg(long)]
+        orphans: bool,
     },
 
     /// Show per job: last success, watermark, rows tracked, last error.
@@ -112,15 +185,49 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Print a shell completion script on standard output, e.g.
+    /// `elt completions bash > /etc/bash_completion.d/elt`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff) on standard output, or write one page per subcommand into
+    /// --dir (elt.1, elt-run.1, ...).
+    Man {
+        /// Folder for the pages (created if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
-#[derive(Debug, Args, Clone, Copy)]
+#[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Compute what would change and report it; write nothing to A or Redis.
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Let this run delete what the delete guards would refuse (M returning no keys, or
+    /// more than the job's MAX_DELETE_FRACTION of the target's rows).
+    #[arg(long)]
+    pub force_deletes: bool,
+
     /// Print one JSON document instead of the summary lines.
     #[arg(long)]
     pub json: bool,
+
+    /// After the run, write Prometheus metrics to this file (atomically), for node_exporter's
+    /// textfile collector, e.g. /var/lib/node_exporter/textfile_collector/elt.prom.
+    /// Not written by --dry-run.
+    #[arg(long, env = "ELT_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// How `validate` prints what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Human,
+    Json,
+    Github,
 }

@@ -11,6 +11,9 @@ pub const UPSERT_TARGET_SQL: &str = "UPSERT_TARGET_SQL";
 pub const SELECT_KEYS_SQL: &str = "SELECT_KEYS_SQL";
 pub const TARGET_TABLE: &str = "TARGET_TABLE";
 pub const KEY_COLUMNS: &str = "KEY_COLUMNS";
+/// Optional: the largest share of the target's rows one run may delete (0 < f ≤ 1).
+pub const MAX_DELETE_FRACTION: &str = "MAX_DELETE_FRACTION";
+pub const DEFAULT_MAX_DELETE_FRACTION: f64 = 0.5;
 
 /// The keys every job file must have, in the order problems are reported.
 pub const REQUIRED_KEYS: [&str; 6] = [
@@ -33,6 +36,8 @@ pub struct Job {
     pub select_keys_sql: String,
     pub target_table: String,
     pub key_columns: Vec<String>,
+    /// Optional `MAX_DELETE_FRACTION`: the largest share of the target one run may delete.
+    pub max_delete_fraction: f64,
     /// SHA-256 of the file's bytes, so `status` can tell when a file changed since its run.
     pub file_digest: String,
 }
@@ -113,7 +118,9 @@ pub fn load(path: &Path) -> std::result::Result<Job, Vec<Problem>> {
         .map_err(|_| vec![Problem::new(&file, "FILE", "the file is not valid UTF-8")])?;
     let (fields, mut problems) = validate::parse_fields(&file, &text);
     problems.extend(validate::check_rules(&file, &fields));
-    if !problems.is_empty() {
+    // warnings, notes and cross-statement findings are for `validate` to show; only errors
+    // in a statement or the file itself stop a job (see `Problem::blocks_run`)
+    if problems.iter().any(|p| p.is_error() && p.blocks_run) {
         return Err(problems);
     }
     use sha2::Digest;
@@ -127,6 +134,9 @@ pub fn load(path: &Path) -> std::result::Result<Job, Vec<Problem>> {
         select_keys_sql: fields.select_keys_sql.unwrap_or_default(),
         target_table: fields.target_table.unwrap_or_default(),
         key_columns: fields.key_columns.unwrap_or_default(),
+        max_delete_fraction: fields
+            .max_delete_fraction
+            .unwrap_or(DEFAULT_MAX_DELETE_FRACTION),
         file_digest: hex(&digest),
     })
 }

@@ -5,17 +5,29 @@ pub mod cli;
 pub mod commands;
 pub mod db;
 pub mod error;
+pub mod fault;
 pub mod job;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod placeholders;
+pub mod progress;
 pub mod redact;
+pub mod redis_conn;
 pub mod report;
 pub mod settings;
 pub mod sqllex;
 pub mod state;
 pub mod validate;
+
+/// `elt --version`: the crate version and the git commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ELT_GIT_COMMIT"),
+    ")"
+);
 
 use cli::{Cli, Command};
 use error::Result;
@@ -26,20 +38,41 @@ pub fn execute(cli: Cli) -> Result<i32> {
     let settings = Settings::from_args(&cli.global)?;
     match cli.command {
         Command::Run(args) => {
-            logging::init_files(&settings.log_dir)?;
-            commands::run::run_all(&settings, args.dry_run, args.json)
+            logging::init(&settings)?;
+            commands::run::run_all(&settings, &args)
         }
         Command::RunJob { job, args } => {
-            logging::init_files(&settings.log_dir)?;
-            commands::run::run_one(&settings, &job, args.dry_run, args.json)
+            logging::init(&settings)?;
+            commands::run::run_one(&settings, &job, &args)
         }
-        Command::Validate { paths, connect } => {
-            commands::validate::validate(&settings, &paths, connect)
-        }
-        Command::ResetState { jobs, all } => {
-            logging::init_files(&settings.log_dir)?;
-            commands::reset_state::reset(&settings, &jobs, all)
+        Command::Validate {
+            paths,
+            connect,
+            format,
+        } => commands::validate::validate(&settings, &paths, connect, format, settings.verbose > 0),
+        Command::New {
+            name,
+            from_table,
+            target_table,
+            watermark_column,
+        } => commands::new::new_job(
+            &settings,
+            &name,
+            &from_table,
+            target_table.as_deref(),
+            watermark_column.as_deref(),
+        ),
+        Command::ResetState { jobs, all, orphans } => {
+            logging::init(&settings)?;
+            let selection = match (all, orphans) {
+                (true, _) => commands::reset_state::Selection::All,
+                (_, true) => commands::reset_state::Selection::Orphans,
+                _ => commands::reset_state::Selection::Named,
+            };
+            commands::reset_state::reset(&settings, &jobs, selection)
         }
         Command::Status { json } => commands::status::status(&settings, json),
+        Command::Completions { shell } => commands::completions::completions(shell),
+        Command::Man { dir } => commands::completions::man(dir.as_deref()),
     }
 }

@@ -36,10 +36,11 @@ impl JobLock {
     /// Tries once to take the lock of `job`. A lock left by a dead process on this host is
     /// taken over at once instead of waiting for it to expire.
     pub fn acquire(redis_url: &str, prefix: &str, job: &str, ttl: Duration) -> Result<Acquired> {
-        let client = redis::Client::open(redis_url).map_err(|source| Error::RedisConnect {
-            url: crate::redact::mask(redis_url),
-            source,
-        })?;
+        let client =
+            crate::redis_conn::client(redis_url).map_err(|source| Error::RedisConnect {
+                url: crate::redact::mask(redis_url),
+                source,
+            })?;
         let mut conn = client
             .get_connection_with_timeout(Duration::from_secs(10))
             .map_err(|source| Error::RedisConnect {

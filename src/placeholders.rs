@@ -28,6 +28,10 @@ pub fn translate(sql: &str) -> Translated {
         match tok.kind {
             Kind::Placeholder => {
                 placeholders.push(tok.start);
+                // `a%s` must not become the identifier `a$1` (`$` may continue a name)
+                if glued(&out) {
+                    out.push(' ');
+                }
                 out.push('$');
                 out.push_str(&placeholders.len().to_string());
             }
@@ -46,6 +50,13 @@ pub fn translate(sql: &str) -> Translated {
     }
 }
 
+/// True when text appended to `out` would continue an identifier or number.
+pub fn glued(out: &str) -> bool {
+    out.as_bytes()
+        .last()
+        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+}
+
 /// Removes a trailing `;` (and the white space or comments around it) so the statement can
 /// be embedded in a larger one (`COPY (...) TO STDOUT`, a subquery).
 pub fn strip_trailing_semicolon(sql: &str) -> &str {
@@ -61,6 +72,74 @@ pub fn strip_trailing_semicolon(sql: &str) -> &str {
     // Keep a trailing line comment from swallowing what we append: cut only at token edges,
     // and the cut above never leaves a line comment last because trivia is removed.
     &sql[..end]
+}
+
+/// The source query with its watermark condition (`<expr> <op> %s`, the condition that ends
+/// it) replaced by `TRUE`: every row the query describes, whatever its `updated_at`. Used to
+/// backfill rows M has and A lacks. `None` when the condition cannot be found.
+pub fn without_watermark_condition(sql: &str) -> Option<String> {
+    let tokens = tokenize(sql);
+    let sig: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !tokens[i].is_trivia())
+        .collect();
+    let ph = sig
+        .iter()
+        .position(|&i| tokens[i].kind == Kind::Placeholder)?;
+    if sig
+        .iter()
+        .filter(|&&i| tokens[i].kind == Kind::Placeholder)
+        .count()
+        != 1
+    {
+        return None;
+    }
+    // the comparison operator right before the placeholder
+    let op = ph.checked_sub(1)?;
+    if tokens[sig[op]].kind != Kind::Operator {
+        return None;
+    }
+    // the left operand reaches back to the previous boolean keyword at the same depth
+    let mut depth = 0i32;
+    let mut start = op;
+    while start > 0 {
+        let t = &tokens[sig[start - 1]];
+        if t.is_punct(")") {
+            depth += 1;
+        } else if t.is_punct("(") {
+            if depth == 0 {
+                break;
+            }
+            depth -= 1;
+        } else if depth == 0
+            && [
+                "AND", "OR", "WHERE", "HAVING", "NOT", "ON", "WHEN", "THEN", "ELSE",
+            ]
+            .iter()
+            .any(|k| t.is_word(k))
+        {
+            break;
+        }
+        start -= 1;
+    }
+    if start == op {
+        return None;
+    }
+    // a cast after the placeholder belongs to the condition
+    let mut end = ph + 1;
+    while end < sig.len() && tokens[sig[end]].kind == Kind::Cast {
+        end += 1;
+        while end < sig.len()
+            && (matches!(tokens[sig[end]].kind, Kind::Word | Kind::QuotedIdent)
+                || tokens[sig[end]].is_punct("."))
+            && !tokens[sig[end]].is_word("AND")
+            && !tokens[sig[end]].is_word("OR")
+        {
+            end += 1;
+        }
+    }
+    let from = tokens[sig[start]].start;
+    let to = tokens[sig[end - 1]].end();
+    Some(format!("{}TRUE{}", &sql[..from], &sql[to..]))
 }
 
 #[cfg(test)]
@@ -104,6 +183,33 @@ mod tests {
     fn escaped_quotes_do_not_end_literals() {
         let t = translate("SELECT 'it''s %s', E'\\' %s' WHERE a > %s");
         assert_eq!(t.count(), 1);
+    }
+
+    #[test]
+    fn watermark_condition_becomes_true() {
+        assert_eq!(
+            without_watermark_condition("SELECT a FROM t WHERE x = 1 AND t.updated_at > %s;")
+                .as_deref(),
+            Some("SELECT a FROM t WHERE x = 1 AND TRUE;")
+        );
+        assert_eq!(
+            without_watermark_condition(
+                "SELECT a FROM t WHERE GREATEST(a.u, b.u) >= %s::timestamptz"
+            )
+            .as_deref(),
+            Some("SELECT a FROM t WHERE TRUE")
+        );
+        assert_eq!(
+            without_watermark_condition("SELECT a FROM t WHERE (x OR u > %s)").as_deref(),
+            Some("SELECT a FROM t WHERE (x OR TRUE)")
+        );
+        assert_eq!(without_watermark_condition("SELECT 1"), None);
+    }
+
+    #[test]
+    fn a_placeholder_glued_to_a_name_stays_a_parameter() {
+        assert_eq!(translate("SELECT a%s").sql, "SELECT a $1");
+        assert_eq!(translate("WHERE u > %s").sql, "WHERE u > $1");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct JobReport {
     pub rows_upserted: u64,
     pub rows_unchanged: u64,
     pub rows_deleted: u64,
+    /// Rows M has and A lacked although their watermark column said they were delivered
+    /// (NULL or never-bumped `updated_at`, rows lost in A), copied by drift repair.
+    pub rows_repaired: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
     pub timings_ms: Timings,
@@ -42,6 +45,7 @@ impl JobReport {
             rows_upserted: 0,
             rows_unchanged: 0,
             rows_deleted: 0,
+            rows_repaired: 0,
             duration_ms: 0,
             error: None,
             timings_ms: Timings::default(),
@@ -53,12 +57,17 @@ impl JobReport {
         let would = if dry_run { " (dry run)" } else { "" };
         match self.status {
             Status::Ok => format!(
-                "{}: ok{would}: read {}, upserted {}, unchanged {}, deleted {} in {} ms",
+                "{}: ok{would}: read {}, upserted {}, unchanged {}, deleted {}{} in {} ms",
                 self.job,
                 self.rows_read,
                 self.rows_upserted,
                 self.rows_unchanged,
                 self.rows_deleted,
+                if self.rows_repaired > 0 {
+                    format!(", repaired {}", self.rows_repaired)
+                } else {
+                    String::new()
+                },
                 self.duration_ms
             ),
             Status::Skipped => format!(

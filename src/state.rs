@@ -37,6 +37,8 @@ pub struct Meta {
     pub last_error: Option<String>,
     pub last_error_ms: Option<u64>,
     pub file_sha256: Option<String>,
+    /// Failed runs recorded since the state was last reset (`elt_job_failures_total`).
+    pub failures: u64,
 }
 
 impl Meta {
@@ -53,6 +55,7 @@ impl Meta {
             last_error: m.get("last_error").cloned(),
             last_error_ms: num("last_error_ms"),
             file_sha256: m.get("file_sha256").cloned(),
+            failures: num("failures").unwrap_or(0),
         }
     }
 
@@ -225,7 +228,7 @@ pub struct StateStore {
 impl StateStore {
     pub fn connect(url: &str, prefix: &str) -> Result<Self> {
         let masked = crate::redact::mask(url);
-        let client = redis::Client::open(url).map_err(|source| Error::RedisConnect {
+        let client = crate::redis_conn::client(url).map_err(|source| Error::RedisConnect {
             url: masked.clone(),
             source,
         })?;
@@ -390,12 +393,22 @@ impl StateStore {
 
     /// Remembers a failure for `status`; sync state is left as it was.
     pub fn record_failure(&mut self, job: &str, message: &str) -> Result<()> {
-        redis::cmd("HSET")
-            .arg(self.meta_key(job))
+        let key = self.meta_key(job);
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
             .arg("last_error")
             .arg(message)
             .arg("last_error_ms")
             .arg(now_ms())
+            .ignore()
+            // a counter for the metrics file, which cannot keep one itself
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg("failures")
+            .arg(1)
+            .ignore()
             .query::<()>(&mut self.conn)
             .map_err(rd("recording the job's failure"))
     }
@@ -445,9 +458,13 @@ impl StateStore {
         Ok(lens.iter().sum())
     }
 
-    fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
+    /// Calls `page` with each page of keys matching `pattern` (SCAN may repeat a key).
+    fn scan_pages(
+        &mut self,
+        pattern: &str,
+        mut page: impl FnMut(&mut Connection, Vec<String>) -> Result<()>,
+    ) -> Result<()> {
         let mut cursor: u64 = 0;
-        let mut out = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -457,23 +474,36 @@ impl StateStore {
                 .arg(1000)
                 .query(&mut self.conn)
                 .map_err(rd("listing keys"))?;
-            out.extend(keys);
+            if !keys.is_empty() {
+                page(&mut self.conn, keys)?;
+            }
             if next == 0 {
-                return Ok(out);
+                return Ok(());
             }
             cursor = next;
         }
     }
 
+    fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.scan_pages(pattern, |_, keys| {
+            out.extend(keys);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Unlinks the keys matching `pattern` page by page, so memory stays flat however
+    /// many buckets an old generation had.
     fn delete_matching(&mut self, pattern: &str) -> Result<u64> {
-        let keys = self.scan(pattern)?;
         let mut n = 0;
-        for chunk in keys.chunks(500) {
+        self.scan_pages(pattern, |conn, keys| {
             n += redis::cmd("UNLINK")
-                .arg(chunk)
-                .query::<u64>(&mut self.conn)
+                .arg(&keys)
+                .query::<u64>(conn)
                 .map_err(rd("deleting old state"))?;
-        }
+            Ok(())
+        })?;
         Ok(n)
     }
 }

@@ -208,7 +208,7 @@ fn change_detection_is_unambiguous() {
          INSERT INTO pairs (id, a, b) VALUES (1, 'ab', 'c'), (2, NULL, 'x'), (3, '', 'y'), (4, 'p', NULL), (5, 'a,b', 'c');",
     );
     let yaml = job_yaml(
-        "CREATE TABLE IF NOT EXISTS pairs (id int PRIMARY KEY, a text, b text, updated_at timestamptz)",
+        "CREATE TABLE IF NOT EXISTS pairs (id int PRIMARY KEY, a text, b text)",
         "SELECT id, a, b FROM pairs WHERE updated_at > %s",
         "INSERT INTO pairs (id, a, b) VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a, b = EXCLUDED.b",
         "SELECT id FROM pairs",

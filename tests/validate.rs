@@ -194,7 +194,7 @@ fn select_source_valid_variants() {
         "SELECT product_id, title, created_at, updated_at FROM products WHERE updated_at > %s ;\n",
         "select product_id, title, created_at, updated_at\nfrom products\nwhere updated_at >= %s\n",
         "SELECT product_id, title || '%s' AS title, created_at, updated_at FROM products WHERE updated_at > %s",
-        "SELECT product_id AS \"a%s\", title, created_at, updated_at FROM products WHERE product_id %% 2 = 0 AND updated_at > %s",
+        "SELECT product_id, title AS \"a%s\", created_at, updated_at FROM products WHERE product_id %% 2 = 0 AND updated_at > %s",
         "SELECT product_id, $$%s$$ AS title, created_at, updated_at FROM products /* %s */ WHERE updated_at > %s",
         "SELECT product_id, title, created_at, updated_at FROM products WHERE title LIKE 'a%' AND updated_at > %s",
     ];
@@ -362,7 +362,7 @@ fn target_table_must_be_the_created_table() {
             }
             "UPSERT_TARGET_SQL" => {
                 e.1 = yaml_str(
-                    "INSERT INTO mart.products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title",
+                    "INSERT INTO mart.products (product_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE SET title = EXCLUDED.title, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
                 )
             }
             "TARGET_TABLE" => e.1 = "mart.products".into(),

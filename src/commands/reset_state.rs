@@ -1,4 +1,5 @@
-//! `elt reset-state`: forget jobs' Redis state so their next run re-synchronises in full.
+//! `elt reset-state`: forget jobs' Redis state so their next run re-synchronises in full;
+//! `--orphans` forgets the state of jobs whose file is gone.
 
 use crate::error::{Error, Result};
 use crate::job;
@@ -6,17 +7,62 @@ use crate::lock::{Acquired, JobLock};
 use crate::settings::Settings;
 use crate::state::StateStore;
 
-pub fn reset(settings: &Settings, jobs: &[String], all: bool) -> Result<i32> {
+/// Which jobs to reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The jobs named on the command line.
+    Named,
+    /// Every job with state or a file.
+    All,
+    /// Jobs with state in Redis but no job file.
+    Orphans,
+}
+
+/// Jobs that have state but no file. Refuses when the jobs folder cannot be read or holds no
+/// job file at all: a wrong `--jobs-dir` would otherwise make every job an orphan and wipe
+/// all state.
+fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
+    let files = job::discover(&settings.jobs_dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot tell orphans without the jobs folder: {}",
+            crate::error::chain(&e)
+        ))
+    })?;
+    if files.is_empty() {
+        return Err(Error::Config(format!(
+            "the jobs folder {} has no job files, so every job would count as an orphan; \
+             check --jobs-dir, or use --all to forget every job's state",
+            settings.jobs_dir.display()
+        )));
+    }
+    let names: Vec<String> = files.iter().map(|p| job::job_name(p)).collect();
+    Ok(store
+        .jobs_with_state()?
+        .into_iter()
+        .filter(|n| !names.contains(n))
+        .collect())
+}
+
+pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Result<i32> {
     let mut store = StateStore::connect(&settings.redis_url, &settings.redis_prefix)?;
     let mut names: Vec<String> = jobs.to_vec();
-    if all {
-        names.extend(store.jobs_with_state()?);
-        if let Ok(files) = job::discover(&settings.jobs_dir) {
-            names.extend(files.iter().map(|p| job::job_name(p)));
+    match selection {
+        Selection::Named => {}
+        Selection::All => {
+            names.extend(store.jobs_with_state()?);
+            if let Ok(files) = job::discover(&settings.jobs_dir) {
+                names.extend(files.iter().map(|p| job::job_name(p)));
+            }
         }
-        names.sort();
-        names.dedup();
+        Selection::Orphans => {
+            names.extend(orphans(settings, &mut store)?);
+            if names.is_empty() {
+                println!("no orphaned state: every job with state has a job file");
+            }
+        }
     }
+    names.sort();
+    names.dedup();
     let mut busy = Vec::new();
     for name in &names {
         // Hold the job's lock so a running job cannot write state back after the reset.
@@ -28,8 +74,13 @@ pub fn reset(settings: &Settings, jobs: &[String], all: bool) -> Result<i32> {
         )? {
             Acquired::Held(_lock) => {
                 let n = store.reset(name)?;
-                log::info!("reset state of job {name} ({n} key(s) removed)");
-                println!("{name}: state reset ({n} key(s) removed)");
+                let what = if selection == Selection::Orphans {
+                    "orphaned state removed"
+                } else {
+                    "state reset"
+                };
+                log::info!("{what}: job {name} ({n} key(s) removed)");
+                println!("{name}: {what} ({n} key(s) removed)");
             }
             Acquired::Busy(holder) => {
                 log::warn!("job {name} is running ({holder}); its state was not reset");

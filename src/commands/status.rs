@@ -1,25 +1,36 @@
-//! `elt status`: per job, what Redis remembers: last success, watermark, rows, last error.
+//! `elt status`: per job, what Redis remembers (last success, watermark, rows, last error), as
+//! a table or one JSON document; flags job files changed since their last successful run and
+//! orphans (state in Redis without a job file).
+
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::job;
 use crate::settings::Settings;
-use crate::state::{StateStore, now_ms};
+use crate::state::{Meta, StateStore, now_ms};
 
 #[derive(Debug, Serialize)]
-struct JobStatus {
-    job: String,
-    /// `ok`, `failing` (last run failed), `never run`, or `orphan` (state without a file)
-    state: String,
-    last_success: Option<String>,
-    last_success_age_s: Option<u64>,
-    watermark: Option<String>,
-    rows_tracked: Option<i64>,
-    last_error: Option<String>,
-    last_error_at: Option<String>,
-    file_changed_since_last_run: bool,
-    has_file: bool,
+pub struct JobStatus {
+    pub job: String,
+    /// `ok`, `failing` (the last run failed), `never run`, or `orphan` (state without a file)
+    pub state: String,
+    pub last_success: Option<String>,
+    pub last_success_age_s: Option<u64>,
+    pub watermark: Option<String>,
+    /// Rows in A after the last successful run, as recorded in the state.
+    pub rows_tracked: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Failed runs recorded since the state was last reset.
+    pub failures: u64,
+    /// The job file's SHA-256 differs from the one of its last successful run: the next run
+    /// uses the new SQL (consider `reset-state` if the change needs a full re-sync).
+    pub file_changed_since_last_run: bool,
+    pub has_file: bool,
+    /// State in Redis but no job file: `elt reset-state --orphans` removes it.
+    pub orphan: bool,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -27,10 +38,76 @@ fn rfc3339(ms: u64) -> String {
         .to_string()
 }
 
-pub fn status(settings: &Settings, json: bool) -> Result<i32> {
-    let mut store = StateStore::connect(&settings.redis_url, &settings.redis_prefix)?;
-    let files = job::discover(&settings.jobs_dir).unwrap_or_default();
-    let mut names: Vec<(String, Option<std::path::PathBuf>)> = files
+/// A short age for a table cell: `45s`, `12m05s`, `3h07m`, `2d04h`.
+pub fn short_age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// The state of one job, from its file (if any), its meta (if any) and the clock.
+pub fn job_status(
+    name: &str,
+    file_sha256: Option<&str>,
+    has_file: bool,
+    meta: Option<&Meta>,
+    now: u64,
+) -> JobStatus {
+    let m = meta.cloned().unwrap_or_default();
+    let failing = match (m.last_error_ms, m.last_success_ms) {
+        (Some(e), Some(s)) => e > s,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let orphan = !has_file && meta.is_some();
+    let state = if orphan {
+        "orphan"
+    } else if failing {
+        "failing"
+    } else if m.last_success_ms.is_some() {
+        "ok"
+    } else {
+        "never run"
+    };
+    JobStatus {
+        job: name.to_string(),
+        state: state.into(),
+        last_success: m.last_success_ms.map(rfc3339),
+        last_success_age_s: m.last_success_ms.map(|t| now.saturating_sub(t) / 1000),
+        watermark: m.watermark.clone(),
+        rows_tracked: m.rows,
+        last_error: m.last_error.clone(),
+        last_error_at: m.last_error_ms.map(rfc3339),
+        failures: m.failures,
+        file_changed_since_last_run: matches!(
+            (file_sha256, m.file_sha256.as_deref()),
+            (Some(d), Some(s)) if d != s
+        ),
+        has_file,
+        orphan,
+    }
+}
+
+/// Every job that has a file or state, in name order: (name, file).
+pub fn known_jobs(
+    settings: &Settings,
+    store: &mut StateStore,
+) -> Result<Vec<(String, Option<PathBuf>)>> {
+    let files = match job::discover(&settings.jobs_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            // still useful: what Redis knows; every job then shows as an orphan, so say why
+            eprintln!(
+                "elt: warning: cannot read the jobs folder: {}",
+                crate::error::chain(&e)
+            );
+            Vec::new()
+        }
+    };
+    let mut names: Vec<(String, Option<PathBuf>)> = files
         .iter()
         .map(|p| (job::job_name(p), Some(p.clone())))
         .collect();
@@ -40,67 +117,214 @@ pub fn status(settings: &Settings, json: bool) -> Result<i32> {
         }
     }
     names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
+}
+
+fn file_sha256(path: &std::path::Path) -> Option<String> {
+    use sha2::Digest;
+    std::fs::read(path)
+        .ok()
+        .map(|b| job::hex(&sha2::Sha256::digest(&b)))
+}
+
+pub fn status(settings: &Settings, json: bool) -> Result<i32> {
+    let mut store = StateStore::connect(&settings.redis_url, &settings.redis_prefix)?;
+    let now = now_ms();
     let mut out = Vec::new();
-    for (name, path) in names {
+    for (name, path) in known_jobs(settings, &mut store)? {
         let meta = store.meta(&name)?;
-        let digest = path.as_ref().and_then(|p| std::fs::read(p).ok()).map(|b| {
-            use sha2::Digest;
-            job::hex(&sha2::Sha256::digest(&b))
-        });
-        let m = meta.unwrap_or_default();
-        let failing = match (m.last_error_ms, m.last_success_ms) {
-            (Some(e), Some(s)) => e > s,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        let state = if path.is_none() {
-            "orphan"
-        } else if failing {
-            "failing"
-        } else if m.last_success_ms.is_some() {
-            "ok"
-        } else {
-            "never run"
-        };
-        out.push(JobStatus {
-            job: name,
-            state: state.into(),
-            last_success: m.last_success_ms.map(rfc3339),
-            last_success_age_s: m.last_success_ms.map(|t| now_ms().saturating_sub(t) / 1000),
-            watermark: m.watermark.clone(),
-            rows_tracked: m.rows,
-            last_error: m.last_error.clone(),
-            last_error_at: m.last_error_ms.map(rfc3339),
-            file_changed_since_last_run: matches!((&digest, &m.file_sha256), (Some(d), Some(s)) if d != s),
-            has_file: path.is_some(),
-        });
+        let digest = path.as_deref().and_then(file_sha256);
+        out.push(job_status(
+            &name,
+            digest.as_deref(),
+            path.is_some(),
+            meta.as_ref(),
+            now,
+        ));
     }
     if json {
         println!("{}", serde_json::json!({ "jobs": out }));
-        return Ok(0);
-    }
-    println!(
-        "{:<24} {:<10} {:<22} {:>8} {:<32} {:>10}  last error",
-        "JOB", "STATE", "LAST SUCCESS", "AGE", "WATERMARK", "ROWS"
-    );
-    for s in &out {
-        println!(
-            "{:<24} {:<10} {:<22} {:>8} {:<32} {:>10}  {}{}",
-            s.job,
-            s.state,
-            s.last_success.as_deref().unwrap_or("-"),
-            s.last_success_age_s
-                .map(|a| format!("{a}s"))
-                .unwrap_or("-".into()),
-            s.watermark.as_deref().unwrap_or("-"),
-            s.rows_tracked.map(|r| r.to_string()).unwrap_or("-".into()),
-            s.last_error.as_deref().unwrap_or(""),
-            if s.file_changed_since_last_run {
-                " (file changed since last run)"
-            } else {
-                ""
-            }
-        );
+    } else {
+        print!("{}", table(&out));
     }
     Ok(0)
+}
+
+/// One line of an error for a table cell: first line only, at most `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max || text.lines().nth(1).is_some() {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+/// The human table: columns sized to their content, notes explaining the marks below it.
+pub fn table(jobs: &[JobStatus]) -> String {
+    if jobs.is_empty() {
+        return "no jobs: no job files and no state in Redis\n".into();
+    }
+    let header = [
+        "JOB",
+        "STATE",
+        "LAST SUCCESS",
+        "AGE",
+        "WATERMARK",
+        "ROWS",
+        "FILE",
+        "LAST ERROR",
+    ];
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 8]> = jobs
+        .iter()
+        .map(|s| {
+            [
+                s.job.clone(),
+                s.state.clone(),
+                s.last_success.clone().unwrap_or_else(dash),
+                s.last_success_age_s.map(short_age).unwrap_or_else(dash),
+                s.watermark.clone().unwrap_or_else(dash),
+                s.rows_tracked.map(|r| r.to_string()).unwrap_or_else(dash),
+                if !s.has_file {
+                    "missing".into()
+                } else if s.file_changed_since_last_run {
+                    "changed".into()
+                } else {
+                    dash()
+                },
+                s.last_error
+                    .as_deref()
+                    .map(|e| one_line(e, 100))
+                    .unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i == cells.len() - 1 {
+                l.push_str(cell);
+            } else if i == 5 {
+                // numbers right-aligned
+                l.push_str(&" ".repeat(pad));
+                l.push_str(cell);
+                l.push_str("  ");
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    let mut notes = Vec::new();
+    if jobs.iter().any(|j| j.file_changed_since_last_run) {
+        notes.push(
+            "changed: the job file changed since its last successful run; the next run uses it",
+        );
+    }
+    if jobs.iter().any(|j| j.orphan) {
+        notes
+            .push("orphan: state in Redis but no job file; `elt reset-state --orphans` removes it");
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(n);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(success: Option<u64>, error: Option<(u64, &str)>, sha: &str) -> Meta {
+        Meta {
+            watermark: success.map(|_| "2024-05-01 12:00:00+00".into()),
+            rows: success.map(|_| 42),
+            last_success_ms: success,
+            last_error: error.map(|e| e.1.to_string()),
+            last_error_ms: error.map(|e| e.0),
+            file_sha256: Some(sha.into()),
+            failures: u64::from(error.is_some()),
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn states_and_marks() {
+        let now = 10_000_000;
+        let ok = job_status(
+            "a",
+            Some("s1"),
+            true,
+            Some(&meta(Some(now - 65_000), None, "s1")),
+            now,
+        );
+        assert_eq!(ok.state, "ok");
+        assert_eq!(ok.last_success_age_s, Some(65));
+        assert!(!ok.file_changed_since_last_run && !ok.orphan);
+
+        let changed = job_status("b", Some("s2"), true, Some(&meta(Some(1), None, "s1")), now);
+        assert!(changed.file_changed_since_last_run);
+
+        let failing = job_status(
+            "c",
+            Some("s1"),
+            true,
+            Some(&meta(Some(1), Some((2, "boom\ndetail")), "s1")),
+            now,
+        );
+        assert_eq!(failing.state, "failing");
+        assert_eq!(failing.failures, 1);
+
+        let orphan = job_status("d", None, false, Some(&meta(Some(1), None, "s1")), now);
+        assert_eq!(orphan.state, "orphan");
+        assert!(orphan.orphan);
+
+        let new = job_status("e", Some("s1"), true, None, now);
+        assert_eq!(new.state, "never run");
+
+        let t = table(&[ok, changed, failing, orphan, new]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("JOB  STATE"), "{t}");
+        assert!(lines[1].contains(" 1m05s "), "{t}");
+        assert!(lines[2].contains(" changed "), "{t}");
+        assert!(lines[3].ends_with("boom…"), "{t}");
+        assert!(
+            lines[4].contains(" orphan ") && lines[4].contains(" missing "),
+            "{t}"
+        );
+        assert!(lines[5].contains(" never run "), "{t}");
+        assert!(t.contains("reset-state --orphans"), "{t}");
+        // columns line up: STATE starts at the same offset on every row
+        let col = lines[0].find("STATE").unwrap();
+        for l in &lines[1..6] {
+            assert_eq!(&l[col - 2..col], "  ", "{t}");
+            assert_ne!(l.as_bytes()[col], b' ', "{t}");
+        }
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(short_age(5), "5s");
+        assert_eq!(short_age(125), "2m05s");
+        assert_eq!(short_age(3 * 3600 + 7 * 60), "3h07m");
+        assert_eq!(short_age(2 * 86_400 + 4 * 3600), "2d04h");
+    }
 }

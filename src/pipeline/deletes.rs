@@ -5,21 +5,48 @@
 //! of each key's text). Only the keys of buckets that differ travel from M to A, so a run
 //! with nothing deleted moves no keys at all.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use postgres::Transaction;
 
 use crate::db::quote_ident;
 use crate::error::{Db, Error, Result, io, pg};
+use crate::job::Job;
 use crate::pipeline::digest::key_digest;
 use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
 
 const FETCH: i32 = 10_000;
+/// Keys missing in A repaired per run at most; the next run continues.
+pub const MAX_REPAIR: i64 = 100_000;
 
-/// Per-bucket digests: bucket -> (count, sum of key hashes as text).
-type Digests = HashMap<i32, (i64, String)>;
+/// Deletions this small are never refused: the guards are for accidents on real tables.
+pub const GUARD_MIN_ROWS: u64 = 1000;
+
+/// Limits on what one run may delete.
+pub struct Guard {
+    /// Refuse deleting more than this share of the target's rows (1.0: no limit).
+    pub max_fraction: f64,
+    /// `--force-deletes`: this run is allowed anyway.
+    pub force: bool,
+}
+
+/// What reconciling keys found.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub deleted: u64,
+    /// Rows in the target before the deletions (after the load).
+    pub target_rows: i64,
+    /// Keys (as `KeySql::text` forms) that M has and A lacks.
+    pub missing: Vec<String>,
+}
+
+/// One bucket's digest: (bucket, count, sum of key hashes as text). Single-column keys
+/// that are NULL have no hash and land in bucket `NULL_BUCKET`.
+type Digest = (i32, i64, Option<String>);
+const NULL_BUCKET: i32 = -1;
+/// Digest rows per fetch; both sides stream in bucket order, so memory stays flat.
+const DIGEST_FETCH: i32 = 20_000;
 
 /// SQL fragments over a row alias's key columns.
 struct KeySql {
@@ -32,10 +59,24 @@ impl KeySql {
         self.cols.join(", ")
     }
 
-    /// A hash of the key's text: the same on M and A for the same key values.
+    /// A hash of the key's text: the same on M and A for the same key values. A single
+    /// column hashes its own text (NULL hashes to NULL on both sides alike); several hash
+    /// the text of their row, which keeps column boundaries.
     fn hash(&self, alias: &str) -> String {
         let parts: Vec<String> = self.cols.iter().map(|c| format!("{alias}.{c}")).collect();
-        format!("hashtextextended(row({})::text, 0)", parts.join(", "))
+        match parts.as_slice() {
+            [one] => format!("hashtextextended({one}::text, 0)"),
+            _ => format!("hashtextextended(row({})::text, 0)", parts.join(", ")),
+        }
+    }
+
+    /// The key as one text value, the form drift repair matches on.
+    fn text(&self, alias: &str) -> String {
+        let parts: Vec<String> = self.cols.iter().map(|c| format!("{alias}.{c}")).collect();
+        match parts.as_slice() {
+            [one] => format!("{one}::text"),
+            _ => format!("row({})::text", parts.join(", ")),
+        }
     }
 
     fn bucket(&self, alias: &str) -> String {
@@ -48,24 +89,121 @@ fn bucket_count(rows: i64) -> u32 {
     ((rows.max(1) as u64 / 16).next_power_of_two()).clamp(64, 1 << 20) as u32
 }
 
-fn digests(tx: &mut Transaction<'_>, db: Db, from: &str, k: &KeySql) -> Result<Digests> {
-    let sql = format!(
-        "SELECT b, count(*), sum(h)::text FROM (SELECT {} AS b, {} AS h FROM {from}) AS x GROUP BY b",
-        k.bucket("t"),
+fn digest_sql(from: &str, k: &KeySql) -> String {
+    format!(
+        "SELECT (h & {})::int4 AS b, count(*), sum(h)::text \
+         FROM (SELECT {} AS h FROM {from}) AS x GROUP BY 1 ORDER BY 1 NULLS FIRST",
+        k.mask,
         k.hash("t")
-    );
-    let rows = tx
-        .query(&sql, &[])
-        .map_err(pg(db, "computing per-bucket key digests"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, i32>(0),
-                (r.get::<_, i64>(1), r.get::<_, String>(2)),
-            )
-        })
-        .collect())
+    )
+}
+
+fn digest_row(r: &postgres::Row) -> Digest {
+    let bucket: Option<i32> = r.get(0);
+    (bucket.unwrap_or(NULL_BUCKET), r.get(1), r.get(2))
+}
+
+/// Streams one side's digests, in bucket order, to `out` (an error is the last item).
+fn send_digests(
+    tx: &mut Transaction<'_>,
+    db: Db,
+    sql: &str,
+    out: std::sync::mpsc::SyncSender<Result<Vec<Digest>>>,
+) {
+    let run = |tx: &mut Transaction<'_>| -> Result<()> {
+        let stmt = tx
+            .prepare(sql)
+            .map_err(pg(db, "computing per-bucket key digests"))?;
+        let portal = tx
+            .bind(&stmt, &[])
+            .map_err(pg(db, "computing per-bucket key digests"))?;
+        loop {
+            let rows = tx
+                .query_portal(&portal, DIGEST_FETCH)
+                .map_err(pg(db, "reading per-bucket key digests"))?;
+            let last = rows.len() < DIGEST_FETCH as usize;
+            if out.send(Ok(rows.iter().map(digest_row).collect())).is_err() || last {
+                return Ok(());
+            }
+        }
+    };
+    if let Err(e) = run(tx) {
+        let _ = out.send(Err(e));
+    }
+}
+
+/// Buckets whose digests differ between M and A (present on one side only included), and
+/// the key totals of both sides. Both databases compute at once; only digests travel.
+struct Comparison {
+    differing: Vec<i32>,
+    m_keys: i64,
+    a_rows: i64,
+}
+
+fn compare(
+    m: &mut Transaction<'_>,
+    a: &mut Transaction<'_>,
+    m_sql: &str,
+    a_sql: &str,
+) -> Result<Comparison> {
+    std::thread::scope(|s| {
+        let (m_send, m_recv) = std::sync::mpsc::sync_channel(2);
+        let (a_send, a_recv) = std::sync::mpsc::sync_channel(2);
+        s.spawn(move || send_digests(m, Db::Master, m_sql, m_send));
+        s.spawn(move || send_digests(a, Db::Analytics, a_sql, a_send));
+        let next = |rx: &std::sync::mpsc::Receiver<Result<Vec<Digest>>>| -> Result<std::vec::IntoIter<Digest>> {
+            match rx.recv() {
+                Ok(batch) => Ok(batch?.into_iter()),
+                Err(_) => Ok(Vec::new().into_iter()),
+            }
+        };
+        let mut mi = next(&m_recv)?;
+        let mut ai = next(&a_recv)?;
+        let mut mcur = mi.next();
+        let mut acur = ai.next();
+        let mut c = Comparison {
+            differing: Vec::new(),
+            m_keys: 0,
+            a_rows: 0,
+        };
+        loop {
+            if mcur.is_none() {
+                mi = next(&m_recv)?;
+                mcur = mi.next();
+            }
+            if acur.is_none() {
+                ai = next(&a_recv)?;
+                acur = ai.next();
+            }
+            match (&mcur, &acur) {
+                (None, None) => return Ok(c),
+                (Some(md), Some(ad)) if md.0 == ad.0 => {
+                    c.m_keys += md.1;
+                    c.a_rows += ad.1;
+                    if md != ad {
+                        c.differing.push(md.0);
+                    }
+                    mcur = mi.next();
+                    acur = ai.next();
+                }
+                (Some(md), Some(ad)) if md.0 < ad.0 => {
+                    c.m_keys += md.1;
+                    c.differing.push(md.0);
+                    mcur = mi.next();
+                }
+                (Some(md), None) => {
+                    c.m_keys += md.1;
+                    c.differing.push(md.0);
+                    mcur = mi.next();
+                }
+                (_, Some(ad)) => {
+                    c.a_rows += ad.1;
+                    c.differing.push(ad.0);
+                    acur = ai.next();
+                }
+            }
+        }
+    })
 }
 
 /// Appends one value to a COPY text line.
@@ -90,13 +228,13 @@ fn copy_text(out: &mut Vec<u8>, v: Option<&str>) {
 pub fn reconcile(
     m: &mut Transaction<'_>,
     a: &mut Transaction<'_>,
-    keys_sql: &str,
-    target: &str,
-    key_columns: &[String],
+    job: &Job,
     rows_in_target: i64,
+    guard: &Guard,
     pending: &mut PendingState,
-) -> Result<u64> {
-    let cols: Vec<String> = key_columns.iter().map(|c| quote_ident(c)).collect();
+) -> Result<Reconciled> {
+    let (keys_sql, target) = (&job.select_keys_sql, job.target_table.as_str());
+    let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
     let buckets = bucket_count(rows_in_target);
     let k = KeySql {
         cols: cols.clone(),
@@ -106,28 +244,32 @@ pub fn reconcile(
     let target_from = format!("{target} AS t");
 
     // Both sides at once: M on a helper thread, A here.
-    let (m_digests, a_digests) = std::thread::scope(|s| {
-        let (k_ref, keys_from, m_ref) = (&k, &keys_from, &mut *m);
-        let m_side = s.spawn(move || digests(m_ref, Db::Master, keys_from, k_ref));
-        let a_side = digests(a, Db::Analytics, &target_from, &k);
-        let m_side = m_side
-            .join()
-            .map_err(|_| Error::Job("the key digest thread panicked".into()))
-            .and_then(|r| r);
-        (m_side, a_side)
-    });
-    let (m_digests, a_digests) = (m_digests?, a_digests?);
-    let mut differing: Vec<i32> = a_digests
-        .iter()
-        .filter(|(b, d)| m_digests.get(b) != Some(d))
-        .map(|(b, _)| *b)
-        .collect();
+    let Comparison {
+        mut differing,
+        m_keys,
+        a_rows,
+    } = compare(
+        m,
+        a,
+        &digest_sql(&keys_from, &k),
+        &digest_sql(&target_from, &k),
+    )?;
+    if m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !guard.force {
+        return Err(Error::Job(format!(
+            "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
+             refusing to delete them all (nothing was changed; run with --force-deletes once \
+             if M's table really is empty)"
+        )));
+    }
     if differing.is_empty() {
-        return Ok(0);
+        return Ok(Reconciled {
+            target_rows: a_rows,
+            ..Reconciled::default()
+        });
     }
     differing.sort_unstable();
     // Past half the buckets, filtering costs more than it saves.
-    let filter = differing.len() <= buckets as usize / 2;
+    let filter = differing.len() <= buckets as usize / 2 && !differing.contains(&NULL_BUCKET);
     log::info!(
         "{} of {} key buckets differ between M and A",
         differing.len(),
@@ -195,6 +337,7 @@ pub fn reconcile(
     }
     a.batch_execute("ANALYZE pg_temp.elt_keys")
         .map_err(pg(Db::Analytics, "analysing the key table"))?;
+    let missing = missing_in_target(a, target, &k)?;
 
     // Plain equality lets the planner hash the anti-join; keys with NULL parts, which
     // equality never matches, get a second IS NOT DISTINCT FROM check.
@@ -246,9 +389,67 @@ pub fn reconcile(
             break;
         }
     }
+    if deleted >= GUARD_MIN_ROWS
+        && (deleted as f64) > guard.max_fraction * a_rows as f64
+        && !guard.force
+    {
+        // Returning an error rolls the whole job back: nothing is deleted.
+        return Err(Error::Job(format!(
+            "delete guard: this run would delete {deleted} of {a_rows} rows of {target} \
+             (more than MAX_DELETE_FRACTION {}); nothing was changed; run with \
+             --force-deletes once if this is intended",
+            guard.max_fraction
+        )));
+    }
     a.batch_execute("DROP TABLE pg_temp.elt_keys")
         .map_err(pg(Db::Analytics, "dropping the key table"))?;
-    Ok(deleted)
+    Ok(Reconciled {
+        deleted,
+        target_rows: a_rows,
+        missing,
+    })
+}
+
+/// Keys loaded from M into `pg_temp.elt_keys` that the target lacks (NULL-safe).
+fn missing_in_target(a: &mut Transaction<'_>, target: &str, k: &KeySql) -> Result<Vec<String>> {
+    let join = |op: &str| {
+        k.cols
+            .iter()
+            .map(|c| format!("t.{c} {op} k.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let not_null = k
+        .cols
+        .iter()
+        .map(|c| format!("k.{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT {} FROM pg_temp.elt_keys AS k \
+         WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {}) \
+           AND (({not_null}) OR NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {})) \
+         LIMIT {MAX_REPAIR}",
+        k.text("k"),
+        join("="),
+        join("IS NOT DISTINCT FROM")
+    );
+    let rows = a
+        .query(&sql, &[])
+        .map_err(pg(Db::Analytics, "finding rows M has and A lacks"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<String>>(0))
+        .collect())
+}
+
+/// The SQL expression of `cols` (quoted) over `alias` in the form `Reconciled::missing` holds.
+pub fn key_text(cols: &[String], alias: &str) -> String {
+    KeySql {
+        cols: cols.iter().map(|c| quote_ident(c)).collect(),
+        mask: 0,
+    }
+    .text(alias)
 }
 
 #[cfg(test)]

@@ -2,20 +2,22 @@
 //!
 //! Each value is encoded as `0x00` for NULL or `0x01`, a 4-byte big-endian length and the
 //! bytes, so NULL differs from an empty string and column boundaries cannot shift.
+//! SHA-256 here is ring's: its assembly runs about twice as fast as portable code on CPUs
+//! without SHA instructions, and this is the hottest loop of a run.
 
 use postgres::Row;
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256};
 
 use crate::db::Raw;
 use crate::error::{Error, Result};
 use crate::state::{KEY_DIGEST_LEN, KeyDigest, ROW_DIGEST_LEN, RowDigest};
 
-fn feed(h: &mut Sha256, v: Option<&[u8]>) {
+fn feed(h: &mut Context, v: Option<&[u8]>) {
     match v {
-        None => h.update([0u8]),
+        None => h.update(&[0u8]),
         Some(b) => {
-            h.update([1u8]);
-            h.update((b.len() as u32).to_be_bytes());
+            h.update(&[1u8]);
+            h.update(&(b.len() as u32).to_be_bytes());
             h.update(b);
         }
     }
@@ -30,26 +32,26 @@ pub fn raw<'r>(row: &'r Row, i: usize) -> Result<Option<&'r [u8]>> {
 
 /// Digest of columns `0..columns`: the row as extracted.
 pub fn row_digest(row: &Row, columns: usize) -> Result<RowDigest> {
-    let mut h = Sha256::new();
-    h.update((columns as u32).to_be_bytes());
+    let mut h = Context::new(&SHA256);
+    h.update(&(columns as u32).to_be_bytes());
     for i in 0..columns {
         feed(&mut h, raw(row, i)?);
     }
-    let full = h.finalize();
+    let full = h.finish();
     let mut d = [0u8; ROW_DIGEST_LEN];
-    d.copy_from_slice(&full[..ROW_DIGEST_LEN]);
+    d.copy_from_slice(&full.as_ref()[..ROW_DIGEST_LEN]);
     Ok(d)
 }
 
 /// Digest of a key given as the text of its parts (the same on M and on A).
 pub fn key_digest_of<'a>(parts: impl Iterator<Item = Option<&'a [u8]>>) -> KeyDigest {
-    let mut h = Sha256::new();
+    let mut h = Context::new(&SHA256);
     for p in parts {
         feed(&mut h, p);
     }
-    let full = h.finalize();
+    let full = h.finish();
     let mut d = [0u8; KEY_DIGEST_LEN];
-    d.copy_from_slice(&full[..KEY_DIGEST_LEN]);
+    d.copy_from_slice(&full.as_ref()[..KEY_DIGEST_LEN]);
     d
 }
 

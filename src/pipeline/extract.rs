@@ -25,7 +25,7 @@ pub struct Batch {
     pub digest_ms: u64,
 }
 
-fn read_batch(m: &mut Transaction<'_>, portal: &Portal, plan: &Plan) -> Result<Batch> {
+pub fn read_batch(m: &mut Transaction<'_>, portal: &Portal, plan: &Plan) -> Result<Batch> {
     let t = Instant::now();
     let rows = m
         .query_portal(portal, FETCH_ROWS)

@@ -17,6 +17,7 @@ use crate::db::{self, Conn, TextParam};
 use crate::error::{Db, Error, Result, pg};
 use crate::job::Job;
 use crate::lock::{Acquired, JobLock};
+use crate::progress::Stage;
 use crate::report::{JobReport, Status, Timings};
 use crate::settings::Settings;
 use crate::state::{Commit, Meta, PendingState, StateStore};
@@ -27,17 +28,27 @@ use watermark::Bound;
 
 pub struct RunOptions {
     pub dry_run: bool,
+    /// Overrides the delete guards for this run.
+    pub force_deletes: bool,
+    /// Told the stage and row counts as the job advances (the terminal progress display).
+    pub progress: crate::progress::Observer,
 }
 
-/// Why a run copies everything instead of what changed since the watermark.
-fn full_sync_reason(meta: Option<&Meta>, rows_in_target: i64) -> Option<String> {
+/// `rows` stored when the next run must re-synchronise in full (see `MAX_REPAIR`).
+const RESYNC_NEXT: i64 = -1;
+
+/// Why a run copies everything instead of what changed since the watermark. Partial
+/// losses in a non-empty target are found by the key comparison and repaired instead.
+fn full_sync_reason(meta: Option<&Meta>, target_empty: bool) -> Option<String> {
     let Some(meta) = meta.filter(|m| m.has_sync_state()) else {
         return Some("no state in Redis (first run, reset, or Redis lost its data)".into());
     };
     match meta.rows {
-        Some(tracked) if tracked != rows_in_target => Some(format!(
-            "the target holds {rows_in_target} rows but the state tracks {tracked} \
-             (table dropped, truncated or changed outside elt)"
+        Some(RESYNC_NEXT) => {
+            Some("the previous run found more rows missing in A than one repair copies".into())
+        }
+        Some(tracked) if tracked > 0 && target_empty => Some(format!(
+            "the target is empty but the state tracks {tracked} rows (table dropped or truncated)"
         )),
         _ => None,
     }
@@ -138,9 +149,9 @@ fn sync(
         .map_err(pg(Db::Analytics, "starting a transaction"))?;
     a_tx.batch_execute(&job.create_table_sql)
         .map_err(pg(Db::Analytics, "running CREATE_TABLE_SQL"))?;
-    let rows_before = count_rows(&mut a_tx, &job.target_table)?;
+    let target_empty = is_empty(&mut a_tx, &job.target_table)?;
     let meta = state.meta(&job.name)?;
-    let full = full_sync_reason(meta.as_ref(), rows_before);
+    let full = full_sync_reason(meta.as_ref(), target_empty);
     if let Some(reason) = &full {
         if meta.as_ref().is_some_and(Meta::has_sync_state) {
             log::warn!("re-synchronising in full: {reason}");
@@ -177,7 +188,7 @@ fn sync(
     }
 
     let mut pending = PendingState::new()?;
-    let mut loader = Loader::new(&plan, rows_before == 0, full.is_some() && rows_before > 0);
+    let mut loader = Loader::new(&plan, target_empty, full.is_some() && !target_empty);
     let extract_stmt = m_tx
         .prepare(&plan.extract_sql)
         .map_err(pg(Db::Master, "preparing the extraction"))?;
@@ -210,9 +221,13 @@ fn sync(
                     pending.set(&batch.keys[i], &batch.digests[i])?;
                     if loader.should_flush() {
                         loader.flush(&mut a_tx)?;
+                        crate::fault::point(settings, "load");
                     }
                 }
+                crate::fault::point(settings, "extract");
                 timings.load += ms(t);
+                opts.progress
+                    .tell(Stage::Extract, report.rows_read, loader.upserted);
             }
             Ok(())
         })();
@@ -223,6 +238,8 @@ fn sync(
             .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
         consumed
     })?;
+    opts.progress
+        .tell(Stage::Load, report.rows_read, loader.upserted);
     let t = Instant::now();
     loader.flush(&mut a_tx)?;
     timings.load += ms(t);
@@ -230,18 +247,45 @@ fn sync(
     // rows counted as changed but skipped by a `DO UPDATE ... WHERE` are unchanged in A
     report.rows_unchanged = report.rows_read - report.rows_upserted.min(report.rows_read);
 
+    opts.progress
+        .tell(Stage::Delete, report.rows_read, report.rows_upserted);
+    crate::fault::point(settings, "delete");
     let t = Instant::now();
-    report.rows_deleted = deletes::reconcile(
+    let reconciled = deletes::reconcile(
         &mut m_tx,
         &mut a_tx,
-        &job.select_keys_sql,
-        &plan.target,
-        &plan.key_columns,
-        rows_before.max(report.rows_read as i64),
+        job,
+        meta.as_ref()
+            .and_then(|m| m.rows)
+            .unwrap_or(0)
+            .max(report.rows_read as i64),
+        &deletes::Guard {
+            max_fraction: job.max_delete_fraction,
+            force: opts.force_deletes,
+        },
         &mut pending,
     )?;
+    report.rows_deleted = reconciled.deleted;
     timings.delete = ms(t);
-    let rows_after = count_rows(&mut a_tx, &job.target_table)?;
+    if !reconciled.missing.is_empty() {
+        let t = Instant::now();
+        report.rows_repaired = repair(
+            &mut m_tx,
+            &mut a_tx,
+            &plan,
+            &reconciled.missing,
+            &mut loader,
+            &mut pending,
+        )?;
+        timings.load += ms(t);
+    }
+    // Rows in A after this run, from the key comparison's totals (no extra count).
+    let rows_after = if reconciled.missing.len() >= deletes::MAX_REPAIR as usize {
+        log::warn!("more keys missing in A than one repair copies: the next run re-syncs in full");
+        RESYNC_NEXT
+    } else {
+        reconciled.target_rows - reconciled.deleted as i64 + report.rows_repaired as i64
+    };
     m_tx.commit()
         .map_err(pg(Db::Master, "ending the snapshot"))?;
 
@@ -258,8 +302,11 @@ fn sync(
     }
     a_tx.commit()
         .map_err(pg(Db::Analytics, "committing the changes"))?;
+    crate::fault::point(settings, "after-commit");
 
     // State follows A, never leads it.
+    opts.progress
+        .tell(Stage::State, report.rows_read, report.rows_upserted);
     let t = Instant::now();
     state.commit(
         &job.name,
@@ -277,9 +324,58 @@ fn sync(
     Ok(())
 }
 
-fn count_rows(a: &mut postgres::Transaction<'_>, target: &str) -> Result<i64> {
+/// Drift repair: copies the rows of `missing` keys from M whatever their watermark column
+/// says, bypassing the hashes (Redis may believe they were delivered). Returns rows written.
+fn repair(
+    m: &mut postgres::Transaction<'_>,
+    a: &mut postgres::Transaction<'_>,
+    plan: &Plan,
+    missing: &[String],
+    loader: &mut Loader<'_>,
+    pending: &mut PendingState,
+) -> Result<u64> {
+    let Some(sql) = &plan.repair_sql else {
+        log::warn!(
+            "{} key(s) of M are missing in A, but the watermark condition of SELECT_SOURCE_SQL \
+             could not be isolated to fetch them",
+            missing.len()
+        );
+        return Ok(0);
+    };
+    let before = loader.upserted;
+    let stmt = m
+        .prepare(sql)
+        .map_err(pg(Db::Master, "preparing the drift repair query"))?;
+    let portal = m
+        .bind(&stmt, &[&missing])
+        .map_err(pg(Db::Master, "fetching rows missing in A"))?;
+    loop {
+        let batch = extract::read_batch(m, &portal, plan)?;
+        for (i, row) in batch.rows.iter().enumerate() {
+            loader.push(row)?;
+            pending.set(&batch.keys[i], &batch.digests[i])?;
+            if loader.should_flush() {
+                loader.flush(a)?;
+            }
+        }
+        if batch.rows.len() < extract::FETCH_ROWS as usize {
+            break;
+        }
+    }
+    loader.flush(a)?;
+    let repaired = loader.upserted - before;
+    if repaired > 0 {
+        log::warn!(
+            "drift repair: copied {repaired} row(s) that M has and A lacked ({} key(s) missing)",
+            missing.len()
+        );
+    }
+    Ok(repaired)
+}
+
+fn is_empty(a: &mut postgres::Transaction<'_>, target: &str) -> Result<bool> {
     let row = a
-        .query_one(&format!("SELECT count(*) FROM {target}"), &[])
-        .map_err(pg(Db::Analytics, format!("counting the rows of {target}")))?;
+        .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {target})"), &[])
+        .map_err(pg(Db::Analytics, format!("looking into {target}")))?;
     Ok(row.get(0))
 }

@@ -7,7 +7,7 @@ use postgres::types::Type;
 use crate::db::quote_ident;
 use crate::error::{Db, Error, Result, pg};
 use crate::job::Job;
-use crate::placeholders::{strip_trailing_semicolon, translate};
+use crate::placeholders::{strip_trailing_semicolon, translate, without_watermark_condition};
 use crate::sqllex::{Kind, tokenize};
 use crate::validate::upsert_shape;
 
@@ -35,6 +35,9 @@ pub struct Plan {
     /// value unchanged into a column of the same type: rows for an empty target then skip
     /// staging and merging.
     pub direct_copy_sql: Option<String>,
+    /// The extraction without its watermark condition, limited to the keys in `$1`
+    /// (text[]): drift repair fetches rows M has and A lacks with it.
+    pub repair_sql: Option<String>,
     pub target: String,
     pub key_columns: Vec<String>,
 }
@@ -118,6 +121,13 @@ impl Plan {
             "SELECT {select_list}, {key_texts} FROM ({}\n) AS elt_src",
             strip_trailing_semicolon(&source.sql)
         );
+        let repair_sql = without_watermark_condition(&job.select_source_sql).map(|sql| {
+            format!(
+                "SELECT {select_list}, {key_texts} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
+                strip_trailing_semicolon(&translate(&sql).sql),
+                crate::pipeline::deletes::key_text(&job.key_columns, "elt_src")
+            )
+        });
 
         let mut stage_types = Vec::with_capacity(params.len());
         for (p, t) in params.iter().zip(&as_text) {
@@ -181,6 +191,7 @@ impl Plan {
             merge_one_sql: merge.one,
             prune_unchanged_sql,
             direct_copy_sql,
+            repair_sql,
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
         })
