@@ -165,12 +165,23 @@ impl Drop for JobLock {
     }
 }
 
+/// The host name plus the PID namespace, so containers sharing a host name never mistake
+/// each other's live processes for dead ones.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+        .unwrap_or_else(|| "unknown-host".into());
+    match std::fs::read_link("/proc/self/ns/pid") {
+        // "pid:[4026531836]" -> "host@4026531836"
+        Ok(ns) => {
+            let ns = ns.to_string_lossy();
+            let id: String = ns.chars().filter(char::is_ascii_digit).collect();
+            format!("{host}@{id}")
+        }
+        Err(_) => host,
+    }
 }
 
 /// True when `holder` (`host/pid/...`) is a process on this host that no longer runs elt.

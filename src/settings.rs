@@ -24,6 +24,9 @@ pub struct Settings {
     pub verbose: u8,
     /// `-q`: errors only on standard error, no progress display.
     pub quiet: bool,
+    /// When this process started (ms since the epoch): a job that another runner finished
+    /// after this moment is not run again in the same tick.
+    pub started_ms: u64,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             log_retention_days: a.log_retention_days,
             verbose: a.verbose,
             quiet: a.quiet,
+            started_ms: crate::state::now_ms(),
         })
     }
 

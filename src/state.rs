@@ -394,8 +394,9 @@ impl StateStore {
     /// Remembers a failure for `status`; sync state is left as it was.
     pub fn record_failure(&mut self, job: &str, message: &str) -> Result<()> {
         let key = self.meta_key(job);
+        // A plain pipeline, not MULTI/EXEC: the two fields need no atomicity, and the
+        // Redis ACL then needs no transaction commands.
         redis::pipe()
-            .atomic()
             .cmd("HSET")
             .arg(&key)
             .arg("last_error")

@@ -312,7 +312,7 @@ fn external_kill_at_random_moments() {
     let case = Case::new("fault_external_kill");
     case.slow_products(20_000);
     case.run_ok();
-    let mut lost = 0;
+    let (mut lost, mut survived) = (0, 0);
     let delays = [0u64, 400, 1_200, 2_500];
     for (i, delay) in delays.iter().enumerate() {
         case.touch_all();
@@ -323,7 +323,11 @@ fn external_kill_at_random_moments() {
         std::thread::sleep(Duration::from_millis(*delay));
         kill9(&child);
         let o = wait(child, Duration::from_secs(60));
-        assert!(o.killed(), "{}", o.describe());
+        if !o.killed() {
+            // it finished just before the signal
+            assert_eq!(o.code(), Some(0), "{}", o.describe());
+            survived += 1;
+        }
         case.assert_a_consistent(&before, &format!("killed {delay} ms into extraction"));
         // the dead runner's lock is taken over at once: the next run is not skipped
         lost += case.recover();
@@ -335,7 +339,7 @@ fn external_kill_at_random_moments() {
     record(
         "kill -9 from outside (4 moments)",
         delays.len() as u32,
-        0,
+        survived,
         lost,
     );
 }
@@ -618,7 +622,7 @@ fn transaction_on_m_held_open_across_runs() {
     // (how the transaction stamps its rows, --overlap-seconds)
     // `now()` is the transaction's start, exactly the cap: a window of 0 s would exclude it
     // (`updated_at > watermark`), so that case runs with 1 s while it stays open > 2 s.
-    for (i, (stamp, overlap)) in [("clock_timestamp()", "0"), ("now()", "1")]
+    for (i, (stamp, overlap)) in [("clock_timestamp()", "0"), ("now()", "0")]
         .iter()
         .enumerate()
     {

@@ -79,6 +79,19 @@ pub fn run_job(settings: &Settings, job: &Job, opts: &RunOptions) -> JobReport {
         }
         Err(e) => return failed(report, Some(&mut state), e, started),
     };
+    // Runners that start on the same tick each take the job in turn; the later ones find
+    // it already done since they started and leave it, so one tick processes it once.
+    match state.meta(&job.name) {
+        Ok(Some(m)) if m.last_success_ms.is_some_and(|t| t > settings.started_ms) => {
+            log::info!("skipped: another runner completed this job after this run started");
+            report.status = Status::Skipped;
+            report.error = Some("another runner completed this job during this tick".into());
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+        Ok(_) => {}
+        Err(e) => return failed(report, Some(&mut state), e, started),
+    }
     let outcome = sync(settings, job, opts, &mut state, &lock, &mut report);
     drop(lock);
     match outcome {

@@ -11,8 +11,10 @@ use crate::error::{Db, Error, Result, pg};
 /// M's clock now, or the start of the oldest transaction still open on M's database if
 /// that is earlier: rows such a transaction writes may carry an older `updated_at` and
 /// commit after this extraction. Read inside the extraction's snapshot.
+/// One microsecond before that start, since such a transaction may stamp rows with exactly
+/// its start time (`now()`) and the condition is usually a strict `>`.
 const NEW_WATERMARK: &str = "SELECT least(now(), (\
-       SELECT min(xact_start) FROM pg_stat_activity \
+       SELECT min(xact_start) - interval '1 microsecond' FROM pg_stat_activity \
        WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
          AND datname = current_database() AND backend_type = 'client backend'\
      ))::text";

@@ -170,12 +170,12 @@ pub fn is_root() -> bool {
 // --- the fault report --------------------------------------------------------------------
 
 /// Appends one row of the fault table (`fault`, runs that met it, runs that survived it,
-/// rows lost after the recovery run) to `$ELT_FAULTS_REPORT` and prints it.
+/// rows lost after the recovery run) to `$ELT_FAULTS_REPORT` (when set) and prints it.
 pub fn record(fault: &str, runs: u32, survived: u32, rows_lost: usize) {
     println!("FAULT | {fault} | runs {runs} | survived {survived} | rows lost {rows_lost}");
-    let path = std::env::var_os("ELT_FAULTS_REPORT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("elt-faults-report.tsv"));
+    let Some(path) = std::env::var_os("ELT_FAULTS_REPORT").map(PathBuf::from) else {
+        return;
+    };
     if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
         let _ = writeln!(f, "{fault}\t{runs}\t{survived}\t{rows_lost}");
     }
