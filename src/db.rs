@@ -61,13 +61,11 @@ pub fn connect(url: &str, db: Db) -> Result<Conn> {
     client
         .batch_execute(SESSION_SETUP)
         .map_err(pg(db, "setting up the session"))?;
-    if db == Db::Analytics {
-        // Our statements on A are simple joins whose cost estimates can look large;
-        // JIT compilation then costs more than the statement itself.
-        client
-            .batch_execute("SET jit = off")
-            .map_err(pg(db, "setting up the session"))?;
-    }
+    // Our statements are scans, joins and aggregates whose cost estimates can look large;
+    // JIT compilation then costs more than the statement itself.
+    client
+        .batch_execute("SET jit = off")
+        .map_err(pg(db, "setting up the session"))?;
     Ok(Conn {
         client,
         db,

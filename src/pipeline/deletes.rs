@@ -41,9 +41,9 @@ pub struct Reconciled {
     pub missing: Vec<String>,
 }
 
-/// One bucket's digest: (bucket, count, sum of key hashes as text). Single-column keys
-/// that are NULL have no hash and land in bucket `NULL_BUCKET`.
-type Digest = (i32, i64, Option<String>);
+/// One bucket's digest: (bucket, count, two sums of 31-bit slices of the key hashes).
+/// Single-column keys that are NULL have no hash and land in bucket `NULL_BUCKET`.
+type Digest = (i32, i64, Option<i64>, Option<i64>);
 const NULL_BUCKET: i32 = -1;
 /// Digest rows per fetch; both sides stream in bucket order, so memory stays flat.
 const DIGEST_FETCH: i32 = 20_000;
@@ -52,6 +52,8 @@ const DIGEST_FETCH: i32 = 20_000;
 struct KeySql {
     cols: Vec<String>,
     mask: u32,
+    /// One integer column on both sides: hash the number itself, not its text.
+    integer: bool,
 }
 
 impl KeySql {
@@ -65,6 +67,7 @@ impl KeySql {
     fn hash(&self, alias: &str) -> String {
         let parts: Vec<String> = self.cols.iter().map(|c| format!("{alias}.{c}")).collect();
         match parts.as_slice() {
+            [one] if self.integer => format!("hashint8extended({one}::int8, 0)"),
             [one] => format!("hashtextextended({one}::text, 0)"),
             _ => format!("hashtextextended(row({})::text, 0)", parts.join(", ")),
         }
@@ -91,7 +94,8 @@ fn bucket_count(rows: i64) -> u32 {
 
 fn digest_sql(from: &str, k: &KeySql) -> String {
     format!(
-        "SELECT (h & {})::int4 AS b, count(*), sum(h)::text \
+        "SELECT (h & {})::int4 AS b, count(*), sum((h & 2147483647)::int4), \
+                sum(((h >> 31) & 2147483647)::int4) \
          FROM (SELECT {} AS h FROM {from}) AS x GROUP BY 1 ORDER BY 1 NULLS FIRST",
         k.mask,
         k.hash("t")
@@ -100,7 +104,7 @@ fn digest_sql(from: &str, k: &KeySql) -> String {
 
 fn digest_row(r: &postgres::Row) -> Digest {
     let bucket: Option<i32> = r.get(0);
-    (bucket.unwrap_or(NULL_BUCKET), r.get(1), r.get(2))
+    (bucket.unwrap_or(NULL_BUCKET), r.get(1), r.get(2), r.get(3))
 }
 
 /// Streams one side's digests, in bucket order, to `out` (an error is the last item).
@@ -111,6 +115,9 @@ fn send_digests(
     out: std::sync::mpsc::SyncSender<Result<Vec<Digest>>>,
 ) {
     let run = |tx: &mut Transaction<'_>| -> Result<()> {
+        // Enough memory to hash-aggregate and sort in memory instead of spilling to disk.
+        tx.batch_execute("SET LOCAL work_mem = '64MB'")
+            .map_err(pg(db, "computing per-bucket key digests"))?;
         let stmt = tx
             .prepare(sql)
             .map_err(pg(db, "computing per-bucket key digests"))?;
@@ -206,6 +213,27 @@ fn compare(
     })
 }
 
+/// True when the key is one integer column on M and on A: its hash can then skip text.
+fn integer_key(
+    m: &mut Transaction<'_>,
+    a: &mut Transaction<'_>,
+    keys_from: &str,
+    target: &str,
+    cols: &[String],
+) -> Result<bool> {
+    use postgres::types::Type;
+    let [col] = cols else { return Ok(false) };
+    let int = |t: &Type| matches!(*t, Type::INT2 | Type::INT4 | Type::INT8);
+    let m_stmt = m
+        .prepare(&format!("SELECT t.{col} FROM {keys_from}"))
+        .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+    let a_stmt = a
+        .prepare(&format!("SELECT t.{col} FROM {target} AS t"))
+        .map_err(pg(Db::Analytics, "reading the key column's type"))?;
+    Ok(m_stmt.columns().first().is_some_and(|c| int(c.type_()))
+        && a_stmt.columns().first().is_some_and(|c| int(c.type_())))
+}
+
 /// Appends one value to a COPY text line.
 fn copy_text(out: &mut Vec<u8>, v: Option<&str>) {
     match v {
@@ -236,11 +264,12 @@ pub fn reconcile(
     let (keys_sql, target) = (&job.select_keys_sql, job.target_table.as_str());
     let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
     let buckets = bucket_count(rows_in_target);
+    let keys_from = format!("({}\n) AS t", strip_trailing_semicolon(keys_sql));
     let k = KeySql {
         cols: cols.clone(),
         mask: buckets - 1,
+        integer: integer_key(m, a, &keys_from, target, &cols)?,
     };
-    let keys_from = format!("({}\n) AS t", strip_trailing_semicolon(keys_sql));
     let target_from = format!("{target} AS t");
 
     // Both sides at once: M on a helper thread, A here.
@@ -448,6 +477,7 @@ pub fn key_text(cols: &[String], alias: &str) -> String {
     KeySql {
         cols: cols.iter().map(|c| quote_ident(c)).collect(),
         mask: 0,
+        integer: false,
     }
     .text(alias)
 }
