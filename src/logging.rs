@@ -179,7 +179,9 @@ pub fn init_with(o: &LogOptions) -> Result<()> {
 /// One record, one line: line breaks in a message (SQL, a multi-line error) are written as
 /// `\n`, so every line of the file starts with its time, level and job.
 fn one_line(text: &str) -> String {
-    text.trim_end_matches('\n').replace("\r\n", "\\n").replace('\n', "\\n")
+    text.trim_end_matches('\n')
+        .replace("\r\n", "\\n")
+        .replace('\n', "\\n")
 }
 
 /// What [`rotate`] did.

@@ -264,6 +264,24 @@ fn metrics_file_parses_and_shows_successes_and_failures() {
     let m4 = Metrics::read(&prom);
     assert!(m4.get("elt_job_up", &[("job", "broken")]).is_none());
     assert_eq!(m4.job("elt_job_up", "products"), 1.0);
+
+    // Redis down: the file is still written, the last success and the counter carry on from it
+    let mut c = env.elt();
+    c.env("ELT_REDIS_URL", "redis://127.0.0.1:1/0")
+        .args(["run", "--json", "--metrics-file"])
+        .arg(&prom);
+    let (code, _) = run_cmd_json(c);
+    assert_eq!(code, 1);
+    let m5 = Metrics::read(&prom);
+    assert_eq!(m5.job("elt_job_up", "products"), 0.0);
+    assert_eq!(
+        m5.job("elt_job_last_success_timestamp_seconds", "products"),
+        m4.job("elt_job_last_success_timestamp_seconds", "products")
+    );
+    assert_eq!(
+        m5.job("elt_job_failures_total", "products"),
+        m4.job("elt_job_failures_total", "products") + 1.0
+    );
 }
 
 #[test]

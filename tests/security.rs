@@ -301,7 +301,7 @@ fn tls_redis(certs: &Certs, prefix: &str) -> PrivateRedis {
     let s = |p: &str| certs.path(p).display().to_string();
     let acl = format!(
         "elt on >acl-secret-pw ~{prefix}:* resetchannels -@all +get +set +pexpire +del \
-         +evalsha +script|load +multi +exec +hget +hset +hdel +hgetall +hlen +hincrby +scan +unlink"
+         +evalsha +script|load +hget +hset +hdel +hgetall +hlen +hincrby +scan +unlink"
     );
     let mut args: Vec<String> = vec![
         "--tls-cert-file".into(),
