@@ -109,8 +109,8 @@ pub fn buckets_for(rows: u64) -> u32 {
 }
 
 /// Pending state files are split by the top bits of the key digest, so each part can be
-/// sorted in memory (a 32nd of the changes) and written as one command per bucket.
-const PARTS: usize = 32;
+/// sorted in memory (a 128th of the changes) and written as one command per bucket.
+const PARTS: usize = 128;
 const OP_SET: u8 = 1;
 const OP_DEL: u8 = 2;
 const RECORD_LEN: usize = 1 + KEY_DIGEST_LEN + ROW_DIGEST_LEN;
@@ -136,7 +136,7 @@ impl PendingState {
         for _ in 0..PARTS {
             let f =
                 tempfile::tempfile().map_err(io("creating a temporary file for pending state"))?;
-            parts.push(BufWriter::with_capacity(1 << 15, f));
+            parts.push(BufWriter::with_capacity(1 << 13, f));
         }
         Ok(PendingState {
             parts,
@@ -195,16 +195,12 @@ impl PendingState {
                     row,
                 });
             }
-            // stable: equal keys keep their order, then the last one wins
+            // Stable sort keeps equal keys in write order; reversed, the latest write of a
+            // key comes first and dedup keeps it. Done in place: no second copy.
             records.sort_by_key(|r| r.key);
-            let mut last: Vec<Record> = Vec::with_capacity(records.len());
-            for r in records.drain(..) {
-                match last.last_mut() {
-                    Some(prev) if prev.key == r.key => *prev = r,
-                    _ => last.push(r),
-                }
-            }
-            f(&last)?;
+            records.reverse();
+            records.dedup_by_key(|r| r.key);
+            f(&records)?;
         }
         Ok(())
     }
