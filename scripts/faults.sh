@@ -19,22 +19,7 @@ all | faults | load) ;;
     ;;
 esac
 
-scripts/services.sh ensure-redis
-
-if [ -n "${ELT_TEST_PG_URL:-}" ] && [ -n "${ELT_TEST_REDIS_URL:-}" ]; then
-    echo "==> using ELT_TEST_PG_URL / ELT_TEST_REDIS_URL from the environment"
-else
-    SVC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/elt-faults.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "scripts/services.sh stop '$SVC_DIR' || true" EXIT
-    trap 'exit 130' INT TERM
-    echo "==> starting throwaway PostgreSQL + Redis in $SVC_DIR"
-    eval "$(scripts/services.sh start "$SVC_DIR")"
-fi
-export ELT_TEST_PG_URL ELT_TEST_REDIS_URL
-for var in $(compgen -e | grep '^ELT_' | grep -v '^ELT_TEST_' || true); do
-    unset "$var"
-done
+. scripts/test-env.sh faults
 
 ELT_FAULTS_REPORT=$(mktemp "${TMPDIR:-/tmp}/elt-faults-report.XXXXXX")
 export ELT_FAULTS_REPORT

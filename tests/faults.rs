@@ -35,22 +35,10 @@ CREATE VIEW products_slow AS
     SELECT id, title, price, updated_at FROM products WHERE slow_tick(id);
 "#;
 
-const SLOW_JOB: &str = r#"CREATE_TABLE_SQL: |
-  CREATE TABLE IF NOT EXISTS products (
-      id integer PRIMARY KEY,
-      title text NOT NULL,
-      price numeric(10,2),
-      updated_at timestamptz NOT NULL
-  )
-SELECT_SOURCE_SQL: "SELECT id, title, price, updated_at FROM products_slow WHERE updated_at > %s"
-UPSERT_TARGET_SQL: >-
-  INSERT INTO products (id, title, price, updated_at) VALUES (%s, %s, %s, %s)
-  ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, price = EXCLUDED.price,
-  updated_at = EXCLUDED.updated_at
-SELECT_KEYS_SQL: "SELECT id FROM products"
-TARGET_TABLE: products
-KEY_COLUMNS: ["id"]
-"#;
+/// The standard products job, reading through the slow view.
+fn slow_job() -> String {
+    PRODUCTS_JOB.replace("FROM products WHERE", "FROM products_slow WHERE")
+}
 
 /// One scenario: a `TestEnv` whose M, A or Redis may be replaced by private servers.
 struct Case {
@@ -158,7 +146,7 @@ impl Case {
     fn slow_products(&self, n: i64) {
         self.products(n);
         self.m_exec(SLOW_M_SQL);
-        self.env.write_job("products", SLOW_JOB);
+        self.env.write_job("products", &slow_job());
     }
 
     /// Updates, inserts and deletes on M (fewer deletions than the delete guards watch).
