@@ -9,10 +9,12 @@ use std::io::Write;
 
 use postgres::Transaction;
 
+use crate::db::Raw;
 use crate::db::quote_ident;
 use crate::error::{Db, Error, Result, io, pg};
 use crate::job::Job;
-use crate::pipeline::digest::key_digest;
+use crate::pipeline::digest::key_digest_of;
+use crate::pipeline::keymerge;
 use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
 
@@ -271,6 +273,18 @@ pub fn reconcile(
         integer: integer_key(m, a, &keys_from, target, &cols)?,
     };
     let target_from = format!("{target} AS t");
+    if k.integer {
+        return reconcile_ordered(
+            m,
+            a,
+            target,
+            &keys_from,
+            &target_from,
+            &cols[0],
+            guard,
+            pending,
+        );
+    }
 
     // Both sides at once: M on a helper thread, A here.
     let Comparison {
@@ -406,12 +420,17 @@ pub fn reconcile(
     }
     .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
     let mut deleted = 0u64;
+    let mut key_buf = Vec::with_capacity(64);
     loop {
         let rows = a
             .query_portal(&portal, FETCH)
             .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
         for row in &rows {
-            pending.delete(&key_digest(row, 0, cols.len())?)?;
+            let parts = (0..cols.len()).map(|i| row.try_get::<_, Raw<'_>>(i).map(|r| r.0));
+            let parts = parts
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(pg(Db::Analytics, "reading a deleted row's key"))?;
+            pending.delete(&key_digest_of(parts.into_iter(), &mut key_buf))?;
         }
         deleted += rows.len() as u64;
         if rows.len() < FETCH as usize {
@@ -436,6 +455,54 @@ pub fn reconcile(
         deleted,
         target_rows: a_rows,
         missing,
+    })
+}
+
+/// `reconcile` for a key of one integer column: an ordered merge of both sides' keys.
+#[allow(clippy::too_many_arguments)]
+fn reconcile_ordered(
+    m: &mut Transaction<'_>,
+    a: &mut Transaction<'_>,
+    target: &str,
+    keys_from: &str,
+    target_from: &str,
+    col: &str,
+    guard: &Guard,
+    pending: &mut PendingState,
+) -> Result<Reconciled> {
+    let mut merged = keymerge::merge(
+        m,
+        a,
+        &keymerge::ordered_sql(keys_from, col),
+        &keymerge::ordered_sql(target_from, col),
+    )?;
+    let a_rows = merged.a_rows;
+    if merged.m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !guard.force {
+        return Err(Error::Job(format!(
+            "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
+             refusing to delete them all (nothing was changed; run with --force-deletes once \
+             if M's table really is empty)"
+        )));
+    }
+    let gone = merged.gone_rows;
+    if gone >= GUARD_MIN_ROWS && (gone as f64) > guard.max_fraction * a_rows as f64 && !guard.force
+    {
+        return Err(Error::Job(format!(
+            "delete guard: this run would delete {gone} of {a_rows} rows of {target} \
+             (more than MAX_DELETE_FRACTION {}); nothing was changed; run with \
+             --force-deletes once if this is intended",
+            guard.max_fraction
+        )));
+    }
+    let mut key_buf = Vec::with_capacity(32);
+    let deleted = merged.delete(a, target, col, |text| {
+        let d = key_digest_of([text.map(str::as_bytes)].into_iter(), &mut key_buf);
+        pending.delete(&d)
+    })?;
+    Ok(Reconciled {
+        deleted,
+        target_rows: a_rows,
+        missing: std::mem::take(&mut merged.missing),
     })
 }
 

@@ -1,13 +1,13 @@
 //! Load: changed rows go into a temporary staging table by binary COPY, then into the
-//! target with one set-based statement derived from UPSERT_TARGET_SQL.
+//! target with one set-based statement derived from UPSERT_TARGET_SQL; into an empty
+//! target they stream by one binary COPY straight into it.
 
 use std::io::Write;
 
 use postgres::error::SqlState;
-use postgres::{Row, Transaction};
+use postgres::{CopyInWriter, Transaction};
 
 use crate::error::{Db, Result, io, pg};
-use crate::pipeline::digest::raw;
 use crate::pipeline::plan::Plan;
 
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -15,6 +15,67 @@ const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 /// Rows per COPY + merge round; bounds memory to one batch of changed rows.
 pub const FLUSH_ROWS: usize = 20_000;
 const FLUSH_BYTES: usize = 16 << 20;
+/// Bytes handed to the direct COPY at a time: small enough that A never waits long for
+/// its next rows, large enough to be one message.
+const STREAM_BYTES: usize = 1 << 20;
+
+/// One binary COPY straight into an empty target, open for the whole extraction, so A
+/// ingests rows while M is still sending them.
+pub struct DirectCopy<'t> {
+    writer: CopyInWriter<'t>,
+    buf: Vec<u8>,
+    columns: i16,
+    pub rows: u64,
+}
+
+impl<'t> DirectCopy<'t> {
+    pub fn start(tx: &'t mut Transaction<'_>, sql: &str, columns: usize) -> Result<Self> {
+        let writer = tx
+            .copy_in(sql)
+            .map_err(pg(Db::Analytics, "starting COPY into the target"))?;
+        let mut buf = Vec::with_capacity(STREAM_BYTES + (64 << 10));
+        buf.extend_from_slice(COPY_HEADER);
+        Ok(DirectCopy {
+            writer,
+            buf,
+            columns: columns as i16,
+            rows: 0,
+        })
+    }
+
+    /// Queues one row (its fields in COPY binary form); true when queued rows were sent.
+    pub fn push(&mut self, fields: &[u8]) -> Result<bool> {
+        self.buf.extend_from_slice(&self.columns.to_be_bytes());
+        self.buf.extend_from_slice(fields);
+        self.rows += 1;
+        if self.buf.len() < STREAM_BYTES {
+            return Ok(false);
+        }
+        self.send()?;
+        Ok(true)
+    }
+
+    fn send(&mut self) -> Result<()> {
+        self.writer
+            .write_all(&self.buf)
+            .map_err(io("streaming rows into the target"))?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Ends the COPY: rows written, or the server's refusal (a key repeated in the source
+    /// shows as a unique violation).
+    pub fn finish(mut self) -> Result<std::result::Result<u64, postgres::Error>> {
+        self.buf.extend_from_slice(COPY_TRAILER);
+        self.send()?;
+        Ok(self.writer.finish())
+    }
+}
+
+/// Is `e` the refusal of a direct COPY because a key repeats?
+pub fn is_repeated_key(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
 
 pub struct Loader<'p> {
     plan: &'p Plan,
@@ -23,41 +84,29 @@ pub struct Loader<'p> {
     stage_ready: bool,
     /// Drop staged rows the target already holds unchanged (full re-sync over data).
     prune: bool,
-    /// The target was empty when the run began: COPY straight into it.
-    direct: bool,
     pub upserted: u64,
 }
 
 impl<'p> Loader<'p> {
-    /// `target_was_empty` enables the direct COPY path; `prune` drops staged rows that the
-    /// target already holds (a full re-sync over existing rows).
-    pub fn new(plan: &'p Plan, target_was_empty: bool, prune: bool) -> Self {
+    /// `prune` drops staged rows that the target already holds (a full re-sync over
+    /// existing rows).
+    pub fn new(plan: &'p Plan, prune: bool) -> Self {
         Loader {
             plan,
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
             stage_ready: false,
             prune: prune && plan.prune_unchanged_sql.is_some(),
-            direct: target_was_empty && plan.direct_copy_sql.is_some(),
             upserted: 0,
         }
     }
 
-    /// Queues the source columns of `row` in COPY binary form.
-    pub fn push(&mut self, row: &Row) -> Result<()> {
+    /// Queues a row's source columns (fields in COPY binary form).
+    pub fn push(&mut self, fields: &[u8]) {
         self.buf
             .extend_from_slice(&(self.plan.columns as i16).to_be_bytes());
-        for i in 0..self.plan.columns {
-            match raw(row, i)? {
-                None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(b) => {
-                    self.buf.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    self.buf.extend_from_slice(b);
-                }
-            }
-        }
+        self.buf.extend_from_slice(fields);
         self.rows += 1;
-        Ok(())
     }
 
     pub fn should_flush(&self) -> bool {
@@ -67,11 +116,6 @@ impl<'p> Loader<'p> {
     /// Writes the queued rows to the target.
     pub fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
         if self.rows == 0 {
-            return Ok(());
-        }
-        if self.direct && self.copy_direct(tx)? {
-            self.buf.clear();
-            self.rows = 0;
             return Ok(());
         }
         if self.stage_ready {
@@ -105,42 +149,6 @@ impl<'p> Loader<'p> {
         self.buf.clear();
         self.rows = 0;
         Ok(())
-    }
-
-    /// COPY into the target itself; false (and nothing written) when a row's key already
-    /// exists there, so the batch goes through staging and the upsert instead.
-    fn copy_direct(&mut self, tx: &mut Transaction<'_>) -> Result<bool> {
-        let Some(sql) = &self.plan.direct_copy_sql else {
-            return Ok(false);
-        };
-        let mut sp = tx
-            .savepoint("elt_copy")
-            .map_err(pg(Db::Analytics, "starting the load"))?;
-        let copied = {
-            let mut w = sp
-                .copy_in(sql.as_str())
-                .map_err(pg(Db::Analytics, "starting COPY into the target"))?;
-            w.write_all(COPY_HEADER)
-                .and_then(|_| w.write_all(&self.buf))
-                .and_then(|_| w.write_all(COPY_TRAILER))
-                .map_err(io("streaming rows into the target"))?;
-            w.finish()
-        };
-        match copied {
-            Ok(n) => {
-                sp.commit()
-                    .map_err(pg(Db::Analytics, "finishing the load"))?;
-                self.upserted += n;
-                Ok(true)
-            }
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                sp.rollback()
-                    .map_err(pg(Db::Analytics, "undoing the failed COPY"))?;
-                self.direct = false;
-                Ok(false)
-            }
-            Err(e) => Err(pg(Db::Analytics, "copying rows into the target")(e)),
-        }
     }
 
     fn merge(&mut self, tx: &mut Transaction<'_>) -> Result<()> {

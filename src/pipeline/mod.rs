@@ -4,6 +4,7 @@
 pub mod deletes;
 pub mod digest;
 pub mod extract;
+pub mod keymerge;
 pub mod load;
 pub mod plan;
 pub mod watermark;
@@ -22,7 +23,7 @@ use crate::report::{JobReport, Status, Timings};
 use crate::settings::Settings;
 use crate::state::{Commit, Meta, PendingState, StateStore};
 
-use load::Loader;
+use load::{DirectCopy, Loader};
 use plan::Plan;
 use watermark::Bound;
 
@@ -200,63 +201,89 @@ fn sync(
         Bound::Since(v) => log::info!("extracting rows changed since {v}"),
     }
 
-    let mut pending = PendingState::new()?;
-    let mut loader = Loader::new(&plan, target_empty, full.is_some() && !target_empty);
-    let extract_stmt = m_tx
-        .prepare(&plan.extract_sql)
-        .map_err(pg(Db::Master, "preparing the extraction"))?;
-    let param = TextParam(bound.text().to_string());
-    let portal = m_tx
-        .bind(&extract_stmt, &[&param])
-        .map_err(pg(Db::Master, "running SELECT_SOURCE_SQL"))?;
     let lookup_meta = if full.is_none() { meta.clone() } else { None };
-    let (send, recv) = mpsc::sync_channel(extract::IN_FLIGHT);
-    std::thread::scope(|scope| -> Result<()> {
-        let (m_ref, plan_ref, portal_ref) = (&mut m_tx, &plan, &portal);
-        let reader = scope.spawn(move || extract::produce(m_ref, portal_ref, plan_ref, send));
-        let consumed = (|| -> Result<()> {
-            for batch in &recv {
-                let batch = batch?;
-                timings.extract += batch.fetch_ms;
-                let t = Instant::now();
-                let stored = match &lookup_meta {
-                    Some(meta) => state.lookup(&job.name, meta, &batch.keys)?,
-                    None => vec![None; batch.rows.len()],
-                };
-                timings.diff += batch.digest_ms + ms(t);
-                let t = Instant::now();
-                for (i, row) in batch.rows.iter().enumerate() {
-                    report.rows_read += 1;
-                    if stored[i] == Some(batch.digests[i]) {
-                        continue;
-                    }
-                    loader.push(row)?;
-                    pending.set(&batch.keys[i], &batch.digests[i])?;
-                    if loader.should_flush() {
-                        loader.flush(&mut a_tx)?;
-                        crate::fault::point(settings, "load");
-                    }
+    let how = if full.is_some() {
+        Read::Copy(bound.text())
+    } else {
+        Read::Portal(bound.text())
+    };
+    let x = Extraction {
+        settings,
+        job,
+        plan: &plan,
+        how,
+        lookup: lookup_meta.as_ref(),
+        opts,
+    };
+    let mut pending = PendingState::new()?;
+    let mut direct_done = false;
+    if let (true, Some(sql)) = (target_empty, &plan.direct_copy_sql) {
+        // An empty target takes one COPY straight into it. A key the source repeats makes
+        // it fail; the rows then go through staging and the upsert, which applies repeats
+        // in order as UPSERT_TARGET_SQL would.
+        let mut sp = a_tx
+            .savepoint("elt_direct")
+            .map_err(pg(Db::Analytics, "starting the load"))?;
+        let mut copy = DirectCopy::start(&mut sp, sql, plan.columns)?;
+        x.run(
+            &mut m_tx,
+            state,
+            &mut pending,
+            &mut timings,
+            report,
+            |fields| {
+                if copy.push(fields)? {
+                    crate::fault::point(settings, "load");
                 }
-                crate::fault::point(settings, "extract");
-                timings.load += ms(t);
-                opts.progress
-                    .tell(Stage::Extract, report.rows_read, loader.upserted);
+                Ok(())
+            },
+        )?;
+        let t = Instant::now();
+        let finished = copy.finish()?;
+        timings.load += ms(t);
+        match finished {
+            Ok(n) => {
+                sp.commit()
+                    .map_err(pg(Db::Analytics, "finishing the load"))?;
+                report.rows_upserted = n;
+                direct_done = true;
             }
-            Ok(())
-        })();
-        // Hanging up stops the reader if we stopped early.
-        drop(recv);
-        reader
-            .join()
-            .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
-        consumed
-    })?;
+            Err(e) if load::is_repeated_key(&e) => {
+                sp.rollback()
+                    .map_err(pg(Db::Analytics, "undoing the failed COPY"))?;
+                log::info!("the source repeats a key; loading again through the upsert");
+                pending = PendingState::new()?;
+                report.rows_read = 0;
+            }
+            Err(e) => return Err(pg(Db::Analytics, "copying rows into the target")(e)),
+        }
+    }
+    let mut loader = Loader::new(&plan, full.is_some() && !target_empty);
+    if !direct_done {
+        let a_ref = &mut a_tx;
+        let loader_ref = &mut loader;
+        x.run(
+            &mut m_tx,
+            state,
+            &mut pending,
+            &mut timings,
+            report,
+            |fields| {
+                loader_ref.push(fields);
+                if loader_ref.should_flush() {
+                    loader_ref.flush(a_ref)?;
+                    crate::fault::point(settings, "load");
+                }
+                Ok(())
+            },
+        )?;
+        let t = Instant::now();
+        loader.flush(&mut a_tx)?;
+        timings.load += ms(t);
+        report.rows_upserted = loader.upserted;
+    }
     opts.progress
-        .tell(Stage::Load, report.rows_read, loader.upserted);
-    let t = Instant::now();
-    loader.flush(&mut a_tx)?;
-    timings.load += ms(t);
-    report.rows_upserted = loader.upserted;
+        .tell(Stage::Load, report.rows_read, report.rows_upserted);
     // rows counted as changed but skipped by a `DO UPDATE ... WHERE` are unchanged in A
     report.rows_unchanged = report.rows_read - report.rows_upserted.min(report.rows_read);
 
@@ -364,14 +391,14 @@ fn repair(
         .map_err(pg(Db::Master, "fetching rows missing in A"))?;
     loop {
         let batch = extract::read_batch(m, &portal, plan)?;
-        for (i, row) in batch.rows.iter().enumerate() {
-            loader.push(row)?;
+        for i in 0..batch.len() {
+            loader.push(batch.fields(i));
             pending.set(&batch.keys[i], &batch.digests[i])?;
             if loader.should_flush() {
                 loader.flush(a)?;
             }
         }
-        if batch.rows.len() < extract::FETCH_ROWS as usize {
+        if batch.len() < extract::FETCH_ROWS as usize {
             break;
         }
     }
@@ -385,6 +412,100 @@ fn repair(
     }
     Ok(repaired)
 }
+
+/// How the extraction reads M; both carry the watermark's text.
+enum Read<'b> {
+    /// binary COPY (a full synchronisation: every row, no index to choose)
+    Copy(&'b str),
+    /// a portal read in batches (the planner sees the watermark and can use an index)
+    Portal(&'b str),
+}
+
+/// One pass over the extraction: rows read, digested, compared with Redis; each changed
+/// row's source fields go to `changed`, its digests to the pending state.
+struct Extraction<'r> {
+    settings: &'r Settings,
+    job: &'r Job,
+    plan: &'r Plan,
+    how: Read<'r>,
+    lookup: Option<&'r Meta>,
+    opts: &'r RunOptions,
+}
+
+impl Extraction<'_> {
+    fn run(
+        &self,
+        m_tx: &mut postgres::Transaction<'_>,
+        state: &mut StateStore,
+        pending: &mut PendingState,
+        timings: &mut Timings,
+        report: &mut JobReport,
+        mut changed: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (send, recv) = mpsc::sync_channel(extract::IN_FLIGHT);
+        let portal = match self.how {
+            Read::Copy(wm) => {
+                m_tx.execute(SET_WATERMARK, &[&plan::WATERMARK_SETTING, &wm])
+                    .map_err(pg(Db::Master, "binding the watermark"))?;
+                None
+            }
+            Read::Portal(wm) => {
+                let stmt = m_tx
+                    .prepare(&self.plan.extract_sql)
+                    .map_err(pg(Db::Master, "preparing the extraction"))?;
+                let param = TextParam(wm.to_string());
+                Some(
+                    m_tx.bind(&stmt, &[&param])
+                        .map_err(pg(Db::Master, "running SELECT_SOURCE_SQL"))?,
+                )
+            }
+        };
+        let plan = self.plan;
+        std::thread::scope(|scope| -> Result<()> {
+            let m_ref = &mut *m_tx;
+            let reader = scope.spawn(move || match &portal {
+                Some(p) => extract::produce(m_ref, p, plan, send),
+                None => extract::produce_copy(m_ref, &plan.copy_out_sql, plan, &send),
+            });
+            let consumed = (|| -> Result<()> {
+                for batch in &recv {
+                    let batch = batch?;
+                    timings.extract += batch.fetch_ms;
+                    let t = Instant::now();
+                    let stored = match self.lookup {
+                        Some(meta) => state.lookup(&self.job.name, meta, &batch.keys)?,
+                        None => vec![None; batch.len()],
+                    };
+                    timings.diff += batch.digest_ms + ms(t);
+                    let t = Instant::now();
+                    for (i, old) in stored.iter().enumerate() {
+                        report.rows_read += 1;
+                        if *old == Some(batch.digests[i]) {
+                            continue;
+                        }
+                        changed(batch.fields(i))?;
+                        pending.set(&batch.keys[i], &batch.digests[i])?;
+                    }
+                    crate::fault::point(self.settings, "extract");
+                    timings.load += ms(t);
+                    self.opts
+                        .progress
+                        .tell(Stage::Extract, report.rows_read, report.rows_upserted);
+                }
+                Ok(())
+            })();
+            // Hanging up stops the reader if we stopped early.
+            drop(recv);
+            reader
+                .join()
+                .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
+            consumed
+        })
+    }
+}
+
+/// Binds the watermark for a COPY extraction, which cannot take parameters itself.
+const SET_WATERMARK: &str = "SELECT pg_catalog.set_config($1, $2, true)";
 
 fn is_empty(a: &mut postgres::Transaction<'_>, target: &str) -> Result<bool> {
     let row = a

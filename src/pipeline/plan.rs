@@ -14,10 +14,16 @@ use crate::validate::upsert_shape;
 /// Built-in types have the same OID and binary format in every database; anything above
 /// this (enums, domains, composites, extension types) may differ between M and A.
 const FIRST_USER_OID: u32 = 16384;
+/// The transaction-local setting a full extraction's COPY reads the watermark from.
+pub const WATERMARK_SETTING: &str = "elt.watermark";
 
 pub struct Plan {
-    /// SELECT_SOURCE_SQL wrapped so key columns also come back as text, for digests.
+    /// SELECT_SOURCE_SQL wrapped so key columns also come back as text, for digests: the
+    /// key texts first, then the source columns.
     pub extract_sql: String,
+    /// The extraction as a binary `COPY ... TO STDOUT`, reading the watermark from the
+    /// transaction-local setting `WATERMARK_SETTING` (a COPY cannot take parameters).
+    pub copy_out_sql: String,
     /// Number of source columns (the key texts follow them).
     pub columns: usize,
     pub key_count: usize,
@@ -118,12 +124,20 @@ impl Plan {
             .collect::<Vec<_>>()
             .join(", ");
         let extract_sql = format!(
-            "SELECT {select_list}, {key_texts} FROM ({}\n) AS elt_src",
+            "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src",
             strip_trailing_semicolon(&source.sql)
+        );
+        let wm_type = type_name(m, &watermark_type, Db::Master)?;
+        let copy_out_sql = format!(
+            "COPY ({}) TO STDOUT (FORMAT binary)",
+            replace_params(
+                &extract_sql,
+                &format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})")
+            )
         );
         let repair_sql = without_watermark_condition(&job.select_source_sql).map(|sql| {
             format!(
-                "SELECT {select_list}, {key_texts} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
+                "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
                 strip_trailing_semicolon(&translate(&sql).sql),
                 crate::pipeline::deletes::key_text(&job.key_columns, "elt_src")
             )
@@ -139,7 +153,7 @@ impl Plan {
         }
         let param_types: Vec<String> = params
             .iter()
-            .map(|p| type_name(a, p))
+            .map(|p| type_name(a, p, Db::Analytics))
             .collect::<Result<_>>()?;
         let stage_cols: Vec<String> = (1..=params.len()).map(|i| format!("c{i}")).collect();
         let stage_ddl = format!(
@@ -182,6 +196,7 @@ impl Plan {
         });
         Ok(Plan {
             extract_sql,
+            copy_out_sql,
             columns: cols.len(),
             key_count: job.key_columns.len(),
             watermark_type,
@@ -210,15 +225,23 @@ fn stage_type(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
     match *t {
         Type::BPCHAR => Ok("pg_catalog.bpchar".into()),
         Type::BPCHAR_ARRAY => Ok("pg_catalog.bpchar[]".into()),
-        _ => type_name(a, t),
+        _ => type_name(a, t, Db::Analytics),
     }
 }
 
-fn type_name(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
-    let row = a
+fn type_name(tx: &mut Transaction<'_>, t: &Type, db: Db) -> Result<String> {
+    let row = tx
         .query_one("SELECT format_type($1::oid, NULL)", &[&t.oid()])
-        .map_err(pg(Db::Analytics, "naming a parameter type"))?;
-    Ok(row.get(0))
+        .map_err(pg(db, "naming a parameter type"))?;
+    row.try_get(0).map_err(pg(db, "naming a parameter type"))
+}
+
+/// `sql` with every `$n` parameter replaced by `with`.
+fn replace_params(sql: &str, with: &str) -> String {
+    tokenize(sql)
+        .iter()
+        .map(|t| if t.kind == Kind::Param { with } else { t.text })
+        .collect()
 }
 
 struct Merge {
