@@ -4,7 +4,10 @@
 //! - `<prefix>:job:J:meta` hash: `wm` (M's clock at the last extraction), `gen`, `buckets`,
 //!   `rows` (rows in A when the state was written), `last_success_ms`, `last_error`,
 //!   `last_error_ms`, `file_sha256`;
-//! - `<prefix>:job:J:h:<gen>:<bucket>` hashes: 8-byte key digest -> 16-byte row digest;
+//! - `<prefix>:job:J:h:<gen>:<bucket>` strings: the bucket's entries, each an 8-byte key
+//!   digest and its 16-byte row digest, sorted by key digest. A string per bucket, not a
+//!   hash: Redis then does one allocation per bucket instead of work per row, and stores
+//!   24 bytes per row plus a share of the key;
 //! - `<prefix>:job:J:lock`: the run lock (see `lock`).
 //!
 //! A full re-sync writes a new generation and switches `gen` only once it is complete.
@@ -21,10 +24,12 @@ pub const ROW_DIGEST_LEN: usize = 16;
 pub type KeyDigest = [u8; KEY_DIGEST_LEN];
 pub type RowDigest = [u8; ROW_DIGEST_LEN];
 
-/// Entries per bucket aimed at: below Redis's listpack limit (128), so buckets stay compact.
-const ENTRIES_PER_BUCKET: u64 = 64;
-/// Hash fields per pipelined round trip when writing state.
-const WRITE_BATCH: usize = 10_000;
+/// Entries per bucket aimed at: a lookup reads the whole bucket (16 entries: 384 bytes),
+/// and each bucket key costs Redis about 60 bytes (4 bytes a row at 16).
+const ENTRIES_PER_BUCKET: u64 = 16;
+const ENTRY_LEN: usize = KEY_DIGEST_LEN + ROW_DIGEST_LEN;
+/// Bucket values per pipelined round trip when writing state.
+const WRITE_BATCH: usize = 2_000;
 
 /// What Redis remembers of a job.
 #[derive(Debug, Clone, Default)]
@@ -200,6 +205,7 @@ impl PendingState {
             records.sort_by_key(|r| r.key);
             records.reverse();
             records.dedup_by_key(|r| r.key);
+            records.reverse();
             f(&records)?;
         }
         Ok(())
@@ -260,7 +266,7 @@ impl StateStore {
         Ok((!m.is_empty()).then(|| Meta::from_map(&m)))
     }
 
-    /// The stored row digests of `keys`, in one pipelined round trip.
+    /// The stored row digests of `keys`: their buckets in one `MGET`, then a binary search.
     pub fn lookup(
         &mut self,
         job: &str,
@@ -270,25 +276,21 @@ impl StateStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("HGET")
-                .arg(self.bucket_key(job, meta.generation, bucket_of(k, meta.buckets)))
-                .arg(&k[..]);
+        let mut buckets: Vec<u32> = keys.iter().map(|k| bucket_of(k, meta.buckets)).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut cmd = redis::cmd("MGET");
+        for b in &buckets {
+            cmd.arg(self.bucket_key(job, meta.generation, *b));
         }
-        let found: Vec<Option<Vec<u8>>> = pipe
+        let values: Vec<Option<Vec<u8>>> = cmd
             .query(&mut self.conn)
             .map_err(rd("looking up row hashes"))?;
-        Ok(found
-            .into_iter()
-            .map(|v| {
-                v.and_then(|b| {
-                    (b.len() == ROW_DIGEST_LEN).then(|| {
-                        let mut d = [0u8; ROW_DIGEST_LEN];
-                        d.copy_from_slice(&b);
-                        d
-                    })
-                })
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let i = buckets.binary_search(&bucket_of(k, meta.buckets)).ok()?;
+                find(values.get(i)?.as_deref()?, k)
             })
             .collect())
     }
@@ -302,51 +304,44 @@ impl StateStore {
         pending: PendingState,
         c: &Commit,
     ) -> Result<()> {
+        // A new generation is numbered by the clock, so it never meets the leftovers of
+        // an attempt killed before it could switch `gen` (they are removed below).
+        let fresh = || now_ms().max(old.map_or(0, |m| m.generation + 1));
         let (generation, buckets) = match (old, c.full) {
             (Some(m), false) => (m.generation, m.buckets),
-            (Some(m), true) => (
-                m.generation + 1,
-                buckets_for(c.rows_in_target.max(0) as u64),
-            ),
-            (None, _) => (1, buckets_for(c.rows_in_target.max(0) as u64)),
+            _ => (fresh(), buckets_for(c.rows_in_target.max(0) as u64)),
         };
+        let new_generation = old.is_none_or(|m| m.generation != generation);
         let prefix = self.prefix.clone();
         let conn = &mut self.conn;
+        let key = |bucket: u32| job_key(&prefix, job, &format!("h:{generation}:{bucket}"));
         pending.replay(|records| {
-            let mut pipe = redis::pipe();
-            let mut queued = 0usize;
-            for group in
-                records.chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets))
-            {
-                let bucket = job_key(
-                    &prefix,
-                    job,
-                    &format!("h:{generation}:{}", bucket_of(&group[0].key, buckets)),
-                );
-                let sets: Vec<&Record> = group.iter().filter(|r| r.op == OP_SET).collect();
-                if !sets.is_empty() {
-                    let cmd = pipe.cmd("HSET").arg(&bucket);
-                    for r in &sets {
-                        cmd.arg(&r.key[..]).arg(&r.row[..]);
+            let groups: Vec<&[Record]> = records
+                .chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets))
+                .collect();
+            for chunk in groups.chunks(WRITE_BATCH) {
+                // A new generation starts empty; an existing one is updated bucket by
+                // bucket (the job lock makes this read-modify-write safe), as is a small
+                // one whose buckets span several parts.
+                let stored: Vec<Option<Vec<u8>>> = if new_generation && buckets as usize >= PARTS {
+                    vec![None; chunk.len()]
+                } else {
+                    let mut get = redis::cmd("MGET");
+                    for g in chunk {
+                        get.arg(key(bucket_of(&g[0].key, buckets)));
                     }
-                    cmd.ignore();
-                }
-                let dels: Vec<&Record> = group.iter().filter(|r| r.op == OP_DEL).collect();
-                if !dels.is_empty() {
-                    let cmd = pipe.cmd("HDEL").arg(&bucket);
-                    for r in &dels {
-                        cmd.arg(&r.key[..]);
+                    get.query(conn).map_err(rd("reading row hashes"))?
+                };
+                let mut pipe = redis::pipe();
+                for (g, old) in chunk.iter().zip(stored) {
+                    let k = key(bucket_of(&g[0].key, buckets));
+                    let value = merge_bucket(old.as_deref().unwrap_or_default(), g);
+                    if value.is_empty() {
+                        pipe.cmd("UNLINK").arg(k).ignore();
+                    } else {
+                        pipe.cmd("SET").arg(k).arg(value).ignore();
                     }
-                    cmd.ignore();
                 }
-                queued += group.len();
-                if queued >= WRITE_BATCH {
-                    pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
-                    pipe.clear();
-                    queued = 0;
-                }
-            }
-            if queued > 0 {
                 pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
             }
             Ok(())
@@ -374,17 +369,32 @@ impl StateStore {
             .arg("last_error_ms")
             .query::<()>(&mut self.conn)
             .map_err(rd("clearing the last error"))?;
-        if let Some(m) = old {
-            if m.generation != generation {
-                self.delete_matching(&format!(
-                    "{}:job:{}:h:{}:*",
-                    glob_escape(&self.prefix),
-                    glob_escape(&encode_job(job)),
-                    m.generation
-                ))?;
-            }
+        if new_generation {
+            self.delete_other_generations(job, generation)?;
         }
         Ok(())
+    }
+
+    /// Unlinks the buckets of every generation of `job` but `keep`.
+    fn delete_other_generations(&mut self, job: &str, keep: u64) -> Result<u64> {
+        let pattern = format!(
+            "{}:job:{}:h:*",
+            glob_escape(&self.prefix),
+            glob_escape(&encode_job(job))
+        );
+        let kept = job_key(&self.prefix, job, &format!("h:{keep}:"));
+        let mut n = 0;
+        self.scan_pages(&pattern, |conn, keys| {
+            let old: Vec<&String> = keys.iter().filter(|k| !k.starts_with(&kept)).collect();
+            if !old.is_empty() {
+                n += redis::cmd("UNLINK")
+                    .arg(&old)
+                    .query::<u64>(conn)
+                    .map_err(rd("deleting old state"))?;
+            }
+            Ok(())
+        })?;
+        Ok(n)
     }
 
     /// Remembers a failure for `status`; sync state is left as it was.
@@ -444,15 +454,20 @@ impl StateStore {
 
     /// Number of row hashes tracked for `job` in its current generation.
     pub fn tracked_rows(&mut self, job: &str, meta: &Meta) -> Result<u64> {
-        let mut pipe = redis::pipe();
-        for b in 0..meta.buckets {
-            pipe.cmd("HLEN")
-                .arg(self.bucket_key(job, meta.generation, b));
+        let mut total = 0;
+        let all: Vec<u32> = (0..meta.buckets).collect();
+        for chunk in all.chunks(10_000) {
+            let mut pipe = redis::pipe();
+            for b in chunk {
+                pipe.cmd("STRLEN")
+                    .arg(self.bucket_key(job, meta.generation, *b));
+            }
+            let lens: Vec<u64> = pipe
+                .query(&mut self.conn)
+                .map_err(rd("counting tracked rows"))?;
+            total += lens.iter().sum::<u64>() / ENTRY_LEN as u64;
         }
-        let lens: Vec<u64> = pipe
-            .query(&mut self.conn)
-            .map_err(rd("counting tracked rows"))?;
-        Ok(lens.iter().sum())
+        Ok(total)
     }
 
     /// Calls `page` with each page of keys matching `pattern` (SCAN may repeat a key).
@@ -505,6 +520,47 @@ impl StateStore {
     }
 }
 
+/// The row digest stored for `key` in a bucket's value.
+fn find(bucket: &[u8], key: &KeyDigest) -> Option<RowDigest> {
+    let entries = bucket.len() / ENTRY_LEN;
+    let (mut lo, mut hi) = (0, entries);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let e = &bucket[mid * ENTRY_LEN..(mid + 1) * ENTRY_LEN];
+        match e[..KEY_DIGEST_LEN].cmp(&key[..]) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let mut d = [0u8; ROW_DIGEST_LEN];
+                d.copy_from_slice(&e[KEY_DIGEST_LEN..]);
+                return Some(d);
+            }
+        }
+    }
+    None
+}
+
+/// A bucket's new value: `old` (sorted entries) with `changes` (sorted by key, one per key)
+/// applied.
+fn merge_bucket(old: &[u8], changes: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(old.len() + changes.len() * ENTRY_LEN);
+    let mut entries = old.chunks_exact(ENTRY_LEN).peekable();
+    for c in changes {
+        while let Some(e) = entries.next_if(|e| e[..KEY_DIGEST_LEN] < c.key[..]) {
+            out.extend_from_slice(e);
+        }
+        entries.next_if(|e| e[..KEY_DIGEST_LEN] == c.key[..]);
+        if c.op == OP_SET {
+            out.extend_from_slice(&c.key);
+            out.extend_from_slice(&c.row);
+        }
+    }
+    for e in entries {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -526,6 +582,42 @@ mod tests {
     #[test]
     fn buckets_grow_with_rows() {
         assert_eq!(buckets_for(0), 1);
-        assert_eq!(buckets_for(1_000_000), 16384);
+        assert_eq!(buckets_for(1_000_000), 65536);
+    }
+
+    fn rec(op: u8, k: u8, r: u8) -> Record {
+        Record {
+            op,
+            key: [k; KEY_DIGEST_LEN],
+            row: [r; ROW_DIGEST_LEN],
+        }
+    }
+
+    #[test]
+    fn buckets_merge_changes_in_key_order() {
+        let old = merge_bucket(&[], &[rec(OP_SET, 2, 20), rec(OP_SET, 4, 40)]);
+        assert_eq!(find(&old, &[4; KEY_DIGEST_LEN]), Some([40; ROW_DIGEST_LEN]));
+        assert_eq!(find(&old, &[3; KEY_DIGEST_LEN]), None);
+        let new = merge_bucket(
+            &old,
+            &[
+                rec(OP_SET, 1, 10),
+                rec(OP_DEL, 2, 0),
+                rec(OP_SET, 4, 41),
+                rec(OP_SET, 5, 50),
+            ],
+        );
+        assert_eq!(new.len(), 3 * ENTRY_LEN);
+        assert_eq!(find(&new, &[1; KEY_DIGEST_LEN]), Some([10; ROW_DIGEST_LEN]));
+        assert_eq!(find(&new, &[2; KEY_DIGEST_LEN]), None);
+        assert_eq!(find(&new, &[4; KEY_DIGEST_LEN]), Some([41; ROW_DIGEST_LEN]));
+        assert_eq!(find(&new, &[5; KEY_DIGEST_LEN]), Some([50; ROW_DIGEST_LEN]));
+        assert!(
+            merge_bucket(
+                &new,
+                &[rec(OP_DEL, 1, 0), rec(OP_DEL, 4, 0), rec(OP_DEL, 5, 0)]
+            )
+            .is_empty()
+        );
     }
 }

@@ -300,8 +300,8 @@ fn least_privilege_roles_are_enough() {
 fn tls_redis(certs: &Certs, prefix: &str) -> PrivateRedis {
     let s = |p: &str| certs.path(p).display().to_string();
     let acl = format!(
-        "elt on >acl-secret-pw ~{prefix}:* resetchannels -@all +get +set +pexpire +del \
-         +evalsha +script|load +hget +hset +hdel +hgetall +hlen +hincrby +scan +unlink"
+        "elt on >acl-secret-pw ~{prefix}:* resetchannels -@all +get +set +mget +strlen +pexpire \
+         +del +evalsha +script|load +hset +hdel +hgetall +hincrby +scan +unlink"
     );
     let mut args: Vec<String> = vec![
         "--tls-cert-file".into(),

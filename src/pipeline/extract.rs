@@ -17,6 +17,7 @@ use postgres::{Portal, Transaction};
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
 use crate::pipeline::digest::{self, push_field};
+use crate::pipeline::keymerge::KeySum;
 use crate::pipeline::plan::Plan;
 use crate::state::{KeyDigest, RowDigest};
 
@@ -36,6 +37,8 @@ pub struct Batch {
     rows: Vec<Range<usize>>,
     pub keys: Vec<KeyDigest>,
     pub digests: Vec<RowDigest>,
+    /// summary of the batch's keys when the key is one column (see `KeySum`)
+    pub key_sum: KeySum,
     /// milliseconds spent fetching and digesting this batch
     pub fetch_ms: u64,
     pub digest_ms: u64,
@@ -57,6 +60,9 @@ impl Batch {
 
     /// Records the row whose key fields start at `key` and its source fields at `source`.
     fn add(&mut self, plan: &Plan, key: usize, source: usize, end: usize) {
+        if plan.key_count == 1 {
+            self.key_sum.add_field(&self.data[key..source]);
+        }
         self.keys.push(digest::key_digest(&self.data[key..source]));
         self.digests
             .push(digest::row_digest(plan.columns, &self.data[source..end]));

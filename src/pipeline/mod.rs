@@ -23,6 +23,7 @@ use crate::report::{JobReport, Status, Timings};
 use crate::settings::Settings;
 use crate::state::{Commit, Meta, PendingState, StateStore};
 
+use keymerge::KeySum;
 use load::{DirectCopy, Loader};
 use plan::Plan;
 use watermark::Bound;
@@ -216,7 +217,8 @@ fn sync(
         opts,
     };
     let mut pending = PendingState::new()?;
-    let mut direct_done = false;
+    // The keys loaded straight into an empty target, which is then all A holds.
+    let mut loaded_keys: Option<KeySum> = None;
     if let (true, Some(sql)) = (target_empty, &plan.direct_copy_sql) {
         // An empty target takes one COPY straight into it. A key the source repeats makes
         // it fail; the rows then go through staging and the upsert, which applies repeats
@@ -225,7 +227,7 @@ fn sync(
             .savepoint("elt_direct")
             .map_err(pg(Db::Analytics, "starting the load"))?;
         let mut copy = DirectCopy::start(&mut sp, sql, plan.columns)?;
-        x.run(
+        let sum = x.run(
             &mut m_tx,
             state,
             &mut pending,
@@ -246,7 +248,7 @@ fn sync(
                 sp.commit()
                     .map_err(pg(Db::Analytics, "finishing the load"))?;
                 report.rows_upserted = n;
-                direct_done = true;
+                loaded_keys = Some(sum);
             }
             Err(e) if load::is_repeated_key(&e) => {
                 sp.rollback()
@@ -259,7 +261,7 @@ fn sync(
         }
     }
     let mut loader = Loader::new(&plan, full.is_some() && !target_empty);
-    if !direct_done {
+    if loaded_keys.is_none() {
         let a_ref = &mut a_tx;
         let loader_ref = &mut loader;
         x.run(
@@ -303,6 +305,7 @@ fn sync(
             max_fraction: job.max_delete_fraction,
             force: opts.force_deletes,
         },
+        loaded_keys.as_ref(),
         &mut pending,
     )?;
     report.rows_deleted = reconciled.deleted;
@@ -441,7 +444,8 @@ impl Extraction<'_> {
         timings: &mut Timings,
         report: &mut JobReport,
         mut changed: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<KeySum> {
+        let mut key_sum = KeySum::default();
         let (send, recv) = mpsc::sync_channel(extract::IN_FLIGHT);
         let portal = match self.how {
             Read::Copy(wm) => {
@@ -470,6 +474,7 @@ impl Extraction<'_> {
             let consumed = (|| -> Result<()> {
                 for batch in &recv {
                     let batch = batch?;
+                    key_sum.merge(&batch.key_sum);
                     timings.extract += batch.fetch_ms;
                     let t = Instant::now();
                     let stored = match self.lookup {
@@ -500,7 +505,8 @@ impl Extraction<'_> {
                 .join()
                 .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
             consumed
-        })
+        })?;
+        Ok(key_sum)
     }
 }
 
