@@ -181,9 +181,10 @@ done
     for sc in full incremental noop; do
         e=$(printf '%s\n' ${E[$sc]} | median)
         r=$(printf '%s\n' ${R_[$sc]} | median)
-        ratio=$(echo "scale=2; $e / $r" | bc -l)
+        ratio=$(printf '%.2f' "$(echo "$e / $r" | bc -l)")
         rate=$(echo "$N / $e" | bc)
-        echo "| $sc | $e | $r | ${ratio}x | $rate | $((RSS[$sc] / 1024)) MiB | $(printf '%.1f' "$REDIS_PER_ROW") |"
+        printf '| %s | %.2f | %.2f | %sx | %s | %s MiB | %.1f |\n' "$sc" "$e" "$r" "$ratio" "$rate" \
+            "$((RSS[$sc] / 1024))" "$REDIS_PER_ROW"
     done
 } | tee "$OUT"
 rm -rf "$WORK"

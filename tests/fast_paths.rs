@@ -127,7 +127,10 @@ fn a_large_first_load_streams_and_its_state_finds_every_row() {
     assert!(buckets.len() >= 128, "{} buckets", buckets.len());
     let mut entries = 0;
     for k in &buckets {
-        let v: Vec<u8> = redis::cmd("GET").arg(k).query(&mut con).expect("GET bucket");
+        let v: Vec<u8> = redis::cmd("GET")
+            .arg(k)
+            .query(&mut con)
+            .expect("GET bucket");
         assert_eq!(v.len() % 24, 0, "{k}");
         entries += v.len() / 24;
     }

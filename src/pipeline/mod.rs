@@ -446,6 +446,8 @@ impl Extraction<'_> {
         mut changed: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<KeySum> {
         let mut key_sum = KeySum::default();
+        // rows handed to the load so far (the staging path writes them at its next flush)
+        let mut queued = 0u64;
         let (send, recv) = mpsc::sync_channel(extract::IN_FLIGHT);
         let portal = match self.how {
             Read::Copy(wm) => {
@@ -489,13 +491,14 @@ impl Extraction<'_> {
                             continue;
                         }
                         changed(batch.fields(i))?;
+                        queued += 1;
                         pending.set(&batch.keys[i], &batch.digests[i])?;
                     }
                     crate::fault::point(self.settings, "extract");
                     timings.load += ms(t);
                     self.opts
                         .progress
-                        .tell(Stage::Extract, report.rows_read, report.rows_upserted);
+                        .tell(Stage::Extract, report.rows_read, queued);
                 }
                 Ok(())
             })();
