@@ -187,6 +187,7 @@ done
             "$((RSS[$sc] / 1024))" "$REDIS_PER_ROW"
     done
 } | tee "$OUT"
+"$ELT" reset-state items >/dev/null || true
 rm -rf "$WORK"
 for db in elt_bench_m elt_bench_a elt_bench_ref; do
     psql_q "$ELT_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true

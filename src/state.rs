@@ -19,6 +19,10 @@ use redis::Connection;
 
 use crate::error::{Error, Result, io, rd};
 
+/// Version of the row state's layout and digests, stored as `format` in `meta`: state of
+/// another version is not compared against (the next run re-synchronises, rewriting no
+/// row A already holds unchanged).
+pub const STATE_FORMAT: u64 = 2;
 pub const KEY_DIGEST_LEN: usize = 8;
 pub const ROW_DIGEST_LEN: usize = 16;
 pub type KeyDigest = [u8; KEY_DIGEST_LEN];
@@ -44,6 +48,8 @@ pub struct Meta {
     pub file_sha256: Option<String>,
     /// Failed runs recorded since the state was last reset (`elt_job_failures_total`).
     pub failures: u64,
+    /// `STATE_FORMAT` of the row state (absent: written before versions were recorded).
+    pub format: Option<u64>,
 }
 
 impl Meta {
@@ -61,12 +67,18 @@ impl Meta {
             last_error_ms: num("last_error_ms"),
             file_sha256: m.get("file_sha256").cloned(),
             failures: num("failures").unwrap_or(0),
+            format: num("format"),
         }
     }
 
     /// Sync state exists: a watermark and the row count it was written with.
     pub fn has_sync_state(&self) -> bool {
         self.watermark.is_some() && self.rows.is_some()
+    }
+
+    /// The row state was written in this version's layout.
+    pub fn is_current_format(&self) -> bool {
+        self.format == Some(STATE_FORMAT)
     }
 }
 
@@ -361,6 +373,8 @@ impl StateStore {
             .arg(now)
             .arg("file_sha256")
             .arg(&c.file_sha256)
+            .arg("format")
+            .arg(STATE_FORMAT)
             .query::<()>(&mut self.conn)
             .map_err(rd("writing the watermark"))?;
         redis::cmd("HDEL")

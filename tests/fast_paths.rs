@@ -161,3 +161,33 @@ fn a_full_sync_removes_generations_left_by_a_killed_run() {
     assert!(!keys.contains(&stale), "{keys:?}");
     assert!(keys.iter().any(|k| k.contains(":h:")), "{keys:?}");
 }
+
+#[test]
+fn state_of_an_older_layout_triggers_a_resync_that_rewrites_nothing() {
+    let env = TestEnv::new("fast_old_format");
+    env.products_fixture(300);
+    env.run_ok("products");
+    let meta = format!("{}:job:products:meta", env.prefix);
+    let mut con = env.redis();
+    redis::cmd("HDEL")
+        .arg(&meta)
+        .arg("format")
+        .query::<()>(&mut con)
+        .expect("HDEL");
+    let (code, v) = env.run_job_json("products");
+    assert_eq!(code, 0, "{v:#}");
+    let c = counts(&v, "products");
+    assert_eq!((c.read, c.upserted, c.deleted), (300, 0, 0), "{v:#}");
+    assert!(
+        env.elt_log().contains("older version of elt"),
+        "{}",
+        env.elt_log()
+    );
+    let format: Option<String> = redis::cmd("HGET")
+        .arg(&meta)
+        .arg("format")
+        .query(&mut con)
+        .expect("HGET");
+    assert_eq!(format.as_deref(), Some("2"));
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}

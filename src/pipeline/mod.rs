@@ -45,6 +45,9 @@ fn full_sync_reason(meta: Option<&Meta>, target_empty: bool) -> Option<String> {
     let Some(meta) = meta.filter(|m| m.has_sync_state()) else {
         return Some("no state in Redis (first run, reset, or Redis lost its data)".into());
     };
+    if !meta.is_current_format() {
+        return Some("the state in Redis was written by an older version of elt".into());
+    }
     match meta.rows {
         Some(RESYNC_NEXT) => {
             Some("the previous run found more rows missing in A than one repair copies".into())
