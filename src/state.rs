@@ -224,6 +224,29 @@ impl PendingState {
     }
 }
 
+/// A generation of row state: its number and bucket count.
+#[derive(Debug, Clone, Copy)]
+pub struct Generation {
+    pub generation: u64,
+    pub buckets: u32,
+}
+
+impl Generation {
+    /// A new generation for about `rows` rows. Numbered by the clock, so it never meets
+    /// the leftovers of an attempt killed before it could switch `gen` (those are removed
+    /// when a generation becomes current).
+    pub fn new(old: Option<&Meta>, rows: u64) -> Self {
+        Generation {
+            generation: new_generation_number(old),
+            buckets: buckets_for(rows),
+        }
+    }
+}
+
+fn new_generation_number(old: Option<&Meta>) -> u64 {
+    now_ms().max(old.map_or(0, |m| m.generation + 1))
+}
+
 /// What a successful run tells Redis after A committed.
 pub struct Commit {
     pub watermark: String,
@@ -231,6 +254,8 @@ pub struct Commit {
     pub file_sha256: String,
     /// `Some(old meta)` to switch to a new generation (full sync); `None` to update in place.
     pub full: bool,
+    /// The new generation, already written by `write_generation` during the run.
+    pub prewritten: Option<Generation>,
 }
 
 /// The Redis side of the state, behind named methods.
@@ -316,48 +341,18 @@ impl StateStore {
         pending: PendingState,
         c: &Commit,
     ) -> Result<()> {
-        // A new generation is numbered by the clock, so it never meets the leftovers of
-        // an attempt killed before it could switch `gen` (they are removed below).
-        let fresh = || now_ms().max(old.map_or(0, |m| m.generation + 1));
-        let (generation, buckets) = match (old, c.full) {
-            (Some(m), false) => (m.generation, m.buckets),
-            _ => (fresh(), buckets_for(c.rows_in_target.max(0) as u64)),
+        let (generation, buckets) = match (c.prewritten, old, c.full) {
+            (Some(g), _, _) => (g.generation, g.buckets),
+            (None, Some(m), false) => (m.generation, m.buckets),
+            _ => (
+                new_generation_number(old),
+                buckets_for(c.rows_in_target.max(0) as u64),
+            ),
         };
         let new_generation = old.is_none_or(|m| m.generation != generation);
-        let prefix = self.prefix.clone();
-        let conn = &mut self.conn;
-        let key = |bucket: u32| job_key(&prefix, job, &format!("h:{generation}:{bucket}"));
-        pending.replay(|records| {
-            let groups: Vec<&[Record]> = records
-                .chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets))
-                .collect();
-            for chunk in groups.chunks(WRITE_BATCH) {
-                // A new generation starts empty; an existing one is updated bucket by
-                // bucket (the job lock makes this read-modify-write safe), as is a small
-                // one whose buckets span several parts.
-                let stored: Vec<Option<Vec<u8>>> = if new_generation && buckets as usize >= PARTS {
-                    vec![None; chunk.len()]
-                } else {
-                    let mut get = redis::cmd("MGET");
-                    for g in chunk {
-                        get.arg(key(bucket_of(&g[0].key, buckets)));
-                    }
-                    get.query(conn).map_err(rd("reading row hashes"))?
-                };
-                let mut pipe = redis::pipe();
-                for (g, old) in chunk.iter().zip(stored) {
-                    let k = key(bucket_of(&g[0].key, buckets));
-                    let value = merge_bucket(old.as_deref().unwrap_or_default(), g);
-                    if value.is_empty() {
-                        pipe.cmd("UNLINK").arg(k).ignore();
-                    } else {
-                        pipe.cmd("SET").arg(k).arg(value).ignore();
-                    }
-                }
-                pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
-            }
-            Ok(())
-        })?;
+        // A prewritten generation already holds rows: later changes merge into it.
+        let empty = new_generation && c.prewritten.is_none();
+        self.write_records(job, generation, buckets, empty, pending)?;
         let now = now_ms();
         redis::cmd("HSET")
             .arg(self.meta_key(job))
@@ -409,6 +404,78 @@ impl StateStore {
             Ok(())
         })?;
         Ok(n)
+    }
+
+    /// Writes a full run's rows as generation `g` of `job`, not yet current: `commit` with
+    /// `Commit::prewritten` switches to it once A has committed. Lets the state write
+    /// overlap the end of the run.
+    pub fn write_generation(
+        &mut self,
+        job: &str,
+        g: Generation,
+        pending: PendingState,
+    ) -> Result<()> {
+        self.write_records(job, g.generation, g.buckets, true, pending)
+    }
+
+    /// Unlinks every bucket of generation `g` of `job` by name.
+    pub fn delete_generation(&mut self, job: &str, g: Generation) -> Result<()> {
+        let all: Vec<u32> = (0..g.buckets).collect();
+        for chunk in all.chunks(10_000) {
+            let mut cmd = redis::cmd("UNLINK");
+            for b in chunk {
+                cmd.arg(self.bucket_key(job, g.generation, *b));
+            }
+            cmd.query::<()>(&mut self.conn)
+                .map_err(rd("deleting unused state"))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `pending` to the buckets of `generation`; `empty`: the generation has no
+    /// buckets yet, so none need reading first.
+    fn write_records(
+        &mut self,
+        job: &str,
+        generation: u64,
+        buckets: u32,
+        empty: bool,
+        pending: PendingState,
+    ) -> Result<()> {
+        let prefix = self.prefix.clone();
+        let conn = &mut self.conn;
+        let key = |bucket: u32| job_key(&prefix, job, &format!("h:{generation}:{bucket}"));
+        pending.replay(|records| {
+            let groups: Vec<&[Record]> = records
+                .chunk_by(|a, b| bucket_of(&a.key, buckets) == bucket_of(&b.key, buckets))
+                .collect();
+            for chunk in groups.chunks(WRITE_BATCH) {
+                // An existing generation is updated bucket by bucket (the job lock makes
+                // this read-modify-write safe), as is a small new one whose buckets span
+                // several parts.
+                let stored: Vec<Option<Vec<u8>>> = if empty && buckets as usize >= PARTS {
+                    vec![None; chunk.len()]
+                } else {
+                    let mut get = redis::cmd("MGET");
+                    for g in chunk {
+                        get.arg(key(bucket_of(&g[0].key, buckets)));
+                    }
+                    get.query(conn).map_err(rd("reading row hashes"))?
+                };
+                let mut pipe = redis::pipe();
+                for (g, old) in chunk.iter().zip(stored) {
+                    let k = key(bucket_of(&g[0].key, buckets));
+                    let value = merge_bucket(old.as_deref().unwrap_or_default(), g);
+                    if value.is_empty() {
+                        pipe.cmd("UNLINK").arg(k).ignore();
+                    } else {
+                        pipe.cmd("SET").arg(k).arg(value).ignore();
+                    }
+                }
+                pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
+            }
+            Ok(())
+        })
     }
 
     /// Remembers a failure for `status`; sync state is left as it was.

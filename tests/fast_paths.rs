@@ -69,6 +69,46 @@ fn a_first_run_deletes_what_select_keys_sql_leaves_out() {
     assert_eq!(counts(&v, "edge").deleted, 1006, "{v:#}");
     let q = "SELECT id, v FROM edge WHERE id BETWEEN 1 AND 2000";
     env.assert_a_equals_m(q, EDGE_Q);
+    // the state written during the run lost the deleted rows' hashes after the commit
+    assert_eq!(state_entries(&env), 2000);
+}
+
+/// Row hashes stored under the test's prefix, all generations.
+fn state_entries(env: &TestEnv) -> usize {
+    let mut con = env.redis();
+    env.redis_keys()
+        .iter()
+        .filter(|k| k.contains(":h:"))
+        .map(|k| {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(k)
+                .query(&mut con)
+                .expect("GET bucket");
+            assert_eq!(v.len() % 24, 0, "{k}");
+            v.len() / 24
+        })
+        .sum()
+}
+
+#[test]
+fn a_failed_first_load_leaves_no_row_state() {
+    // The state of a full run is written while the run finishes; the run then fails (the
+    // delete guard: M's keys query returns nothing) and that state must go.
+    let env = TestEnv::new("fast_failed_state");
+    edge_fixture(&env);
+    edge_job(&env, "SELECT id FROM edge WHERE false");
+    let (code, v) = env.run_job_json("edge");
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        job(&v, "edge")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("delete guard"),
+        "{v:#}"
+    );
+    // the whole job rolled back, the table CREATE_TABLE_SQL made included
+    assert_eq!(env.a_count("edge"), None);
+    assert_eq!(state_entries(&env), 0, "{:?}", env.redis_keys());
 }
 
 #[test]

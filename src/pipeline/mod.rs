@@ -7,6 +7,7 @@ pub mod extract;
 pub mod keymerge;
 pub mod load;
 pub mod plan;
+pub mod prewrite;
 pub mod watermark;
 
 use std::sync::mpsc;
@@ -21,11 +22,12 @@ use crate::lock::{Acquired, JobLock};
 use crate::progress::Stage;
 use crate::report::{JobReport, Status, Timings};
 use crate::settings::Settings;
-use crate::state::{Commit, Meta, PendingState, StateStore};
+use crate::state::{Commit, Generation, Meta, PendingState, StateStore};
 
 use keymerge::KeySum;
 use load::{DirectCopy, Loader};
 use plan::Plan;
+use prewrite::Prewrite;
 use watermark::Bound;
 
 pub struct RunOptions {
@@ -222,6 +224,7 @@ fn sync(
     let mut pending = PendingState::new()?;
     // The keys loaded straight into an empty target, which is then all A holds.
     let mut loaded_keys: Option<KeySum> = None;
+    let mut prewritten: Option<Prewrite> = None;
     if let (true, Some(sql)) = (target_empty, &plan.direct_copy_sql) {
         // An empty target takes one COPY straight into it. A key the source repeats makes
         // it fail; the rows then go through staging and the upsert, which applies repeats
@@ -243,6 +246,18 @@ fn sync(
                 Ok(())
             },
         )?;
+        // Every row is known now: a full run writes its new state generation while A
+        // takes the last rows and the keys are checked.
+        if full.is_some() && !opts.dry_run {
+            let rows = std::mem::replace(&mut pending, PendingState::new()?);
+            prewritten = Some(Prewrite::start(
+                &settings.redis_url,
+                &settings.redis_prefix,
+                &job.name,
+                Generation::new(meta.as_ref(), rows.upserts),
+                rows,
+            ));
+        }
         let t = Instant::now();
         let finished = copy.finish()?;
         timings.load += ms(t);
@@ -257,6 +272,8 @@ fn sync(
                 sp.rollback()
                     .map_err(pg(Db::Analytics, "undoing the failed COPY"))?;
                 log::info!("the source repeats a key; loading again through the upsert");
+                // dropping it removes what it wrote
+                prewritten = None;
                 pending = PendingState::new()?;
                 report.rows_read = 0;
             }
@@ -354,6 +371,7 @@ fn sync(
     opts.progress
         .tell(Stage::State, report.rows_read, report.rows_upserted);
     let t = Instant::now();
+    let prewritten = prewritten.map(Prewrite::finish).transpose()?;
     state.commit(
         &job.name,
         meta.as_ref(),
@@ -363,6 +381,7 @@ fn sync(
             rows_in_target: rows_after,
             file_sha256: job.file_digest.clone(),
             full: full.is_some(),
+            prewritten,
         },
     )?;
     timings.state = ms(t);
