@@ -533,24 +533,6 @@ impl StateStore {
         Ok(names)
     }
 
-    /// Number of row hashes tracked for `job` in its current generation.
-    pub fn tracked_rows(&mut self, job: &str, meta: &Meta) -> Result<u64> {
-        let mut total = 0;
-        let all: Vec<u32> = (0..meta.buckets).collect();
-        for chunk in all.chunks(10_000) {
-            let mut pipe = redis::pipe();
-            for b in chunk {
-                pipe.cmd("STRLEN")
-                    .arg(self.bucket_key(job, meta.generation, *b));
-            }
-            let lens: Vec<u64> = pipe
-                .query(&mut self.conn)
-                .map_err(rd("counting tracked rows"))?;
-            total += lens.iter().sum::<u64>() / ENTRY_LEN as u64;
-        }
-        Ok(total)
-    }
-
     /// Calls `page` with each page of keys matching `pattern` (SCAN may repeat a key).
     fn scan_pages(
         &mut self,

@@ -33,6 +33,37 @@ pub struct Guard {
     pub force: bool,
 }
 
+impl Guard {
+    /// Refuses to empty a target of `GUARD_MIN_ROWS` rows or more because M returned no key.
+    fn check_source_not_empty(&self, m_keys: i64, a_rows: i64, target: &str) -> Result<()> {
+        if m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !self.force {
+            return Err(Error::Job(format!(
+                "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
+                 refusing to delete them all (nothing was changed; run with --force-deletes \
+                 once if M's table really is empty)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses deleting more than `max_fraction` of the target (deletions of at least
+    /// `GUARD_MIN_ROWS` rows).
+    fn check_share(&self, deleting: u64, a_rows: i64, target: &str) -> Result<()> {
+        if deleting >= GUARD_MIN_ROWS
+            && (deleting as f64) > self.max_fraction * a_rows as f64
+            && !self.force
+        {
+            return Err(Error::Job(format!(
+                "delete guard: this run would delete {deleting} of {a_rows} rows of {target} \
+                 (more than MAX_DELETE_FRACTION {}); nothing was changed; run with \
+                 --force-deletes once if this is intended",
+                self.max_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What reconciling keys found.
 #[derive(Debug, Default)]
 pub struct Reconciled {
@@ -309,13 +340,7 @@ pub fn reconcile(
         &digest_sql(&keys_from, &k),
         &digest_sql(&target_from, &k),
     )?;
-    if m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !guard.force {
-        return Err(Error::Job(format!(
-            "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
-             refusing to delete them all (nothing was changed; run with --force-deletes once \
-             if M's table really is empty)"
-        )));
-    }
+    guard.check_source_not_empty(m_keys, a_rows, target)?;
     if differing.is_empty() {
         return Ok(Reconciled {
             target_rows: a_rows,
@@ -449,18 +474,8 @@ pub fn reconcile(
             break;
         }
     }
-    if deleted >= GUARD_MIN_ROWS
-        && (deleted as f64) > guard.max_fraction * a_rows as f64
-        && !guard.force
-    {
-        // Returning an error rolls the whole job back: nothing is deleted.
-        return Err(Error::Job(format!(
-            "delete guard: this run would delete {deleted} of {a_rows} rows of {target} \
-             (more than MAX_DELETE_FRACTION {}); nothing was changed; run with \
-             --force-deletes once if this is intended",
-            guard.max_fraction
-        )));
-    }
+    // Returning an error rolls the whole job back: nothing is deleted.
+    guard.check_share(deleted, a_rows, target)?;
     a.batch_execute("DROP TABLE pg_temp.elt_keys")
         .map_err(pg(Db::Analytics, "dropping the key table"))?;
     Ok(Reconciled {
@@ -489,23 +504,8 @@ fn reconcile_ordered(
         &keymerge::ordered_sql(target_from, col),
     )?;
     let a_rows = merged.a_rows;
-    if merged.m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !guard.force {
-        return Err(Error::Job(format!(
-            "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
-             refusing to delete them all (nothing was changed; run with --force-deletes once \
-             if M's table really is empty)"
-        )));
-    }
-    let gone = merged.gone_rows;
-    if gone >= GUARD_MIN_ROWS && (gone as f64) > guard.max_fraction * a_rows as f64 && !guard.force
-    {
-        return Err(Error::Job(format!(
-            "delete guard: this run would delete {gone} of {a_rows} rows of {target} \
-             (more than MAX_DELETE_FRACTION {}); nothing was changed; run with \
-             --force-deletes once if this is intended",
-            guard.max_fraction
-        )));
-    }
+    guard.check_source_not_empty(merged.m_keys, a_rows, target)?;
+    guard.check_share(merged.gone_rows, a_rows, target)?;
     let mut key_buf = Vec::with_capacity(32);
     let deleted = merged.delete(a, target, col, |text| {
         let d = key_digest_of([text.map(str::as_bytes)].into_iter(), &mut key_buf);
