@@ -92,10 +92,12 @@ pub struct GlobalArgs {
           value_parser = clap::value_parser!(u64).range(3..=60))]
     pub lock_ttl_seconds: u64,
 
-    /// Fault injection for the fault suite: the process kills itself with SIGKILL when it
-    /// reaches this point (extract, load, delete, after-commit). Not for production.
+    /// Fault injection for the fault suite (test builds only): `POINT` or `POINT:kill` kills
+    /// the process with SIGKILL at that point, `POINT:pause` waits there until the file
+    /// `<log-dir>/fault-POINT.paused` is removed.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, env = "ELT_FAULT_POINT", global = true, hide = true)]
-    pub fault_point: Option<String>,
+    pub fault_point: Option<crate::fault::Fault>,
 
     /// Days to keep rotated log files (elt.log.YYYY-MM-DD, error.log.YYYY-MM-DD); 0 keeps
     /// them all. Files are rotated daily, at the first start of each day.

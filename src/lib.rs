@@ -19,6 +19,7 @@ pub mod report;
 pub mod settings;
 pub mod sqllex;
 pub mod state;
+pub mod stop;
 pub mod validate;
 
 /// `elt --version`: the crate version and the git commit it was built from (see build.rs).

@@ -16,8 +16,8 @@ pub struct Settings {
     pub redis_prefix: String,
     pub overlap: Duration,
     pub lock_ttl: Duration,
-    /// Hidden test hook: where the process kills itself (see `fault`).
-    pub fault_point: Option<String>,
+    /// Hidden test hook: where the process kills itself or pauses (see `fault`).
+    pub faults: crate::fault::Faults,
     /// Days to keep rotated log files; 0 keeps them all.
     pub log_retention_days: u32,
     /// `-v` count.
@@ -62,7 +62,7 @@ impl Settings {
             redis_prefix: a.redis_prefix.clone(),
             overlap: Duration::from_secs(a.overlap_seconds),
             lock_ttl: Duration::from_secs(a.lock_ttl_seconds),
-            fault_point: a.fault_point.clone(),
+            faults: faults(a),
             log_retention_days: a.log_retention_days,
             verbose: a.verbose,
             quiet: a.quiet,
@@ -86,6 +86,16 @@ impl Settings {
             )
         })
     }
+}
+
+#[cfg(feature = "fault-injection")]
+fn faults(a: &GlobalArgs) -> crate::fault::Faults {
+    crate::fault::Faults::new(a.fault_point, a.log_dir.clone())
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn faults(_: &GlobalArgs) -> crate::fault::Faults {
+    crate::fault::Faults::default()
 }
 
 /// A connection string from its flag (or variable) or from its file; both at once is an

@@ -256,6 +256,8 @@ pub struct Commit {
     pub full: bool,
     /// The new generation, already written by `write_generation` during the run.
     pub prewritten: Option<Generation>,
+    /// The fault suite's hook between the row hashes and the watermark.
+    pub faults: crate::fault::Faults,
 }
 
 /// The Redis side of the state, behind named methods.
@@ -353,6 +355,7 @@ impl StateStore {
         // A prewritten generation already holds rows: later changes merge into it.
         let empty = new_generation && c.prewritten.is_none();
         self.write_records(job, generation, buckets, empty, pending)?;
+        c.faults.reach(crate::fault::FaultPoint::State);
         let now = now_ms();
         redis::cmd("HSET")
             .arg(self.meta_key(job))

@@ -17,6 +17,7 @@ use postgres::IsolationLevel;
 
 use crate::db::{self, Conn, TextParam};
 use crate::error::{Db, Error, Result, pg};
+use crate::fault::FaultPoint;
 use crate::job::Job;
 use crate::lock::{Acquired, JobLock};
 use crate::progress::Stage;
@@ -241,7 +242,7 @@ fn sync(
             report,
             |fields| {
                 if copy.push(fields)? {
-                    crate::fault::point(settings, "load");
+                    settings.faults.reach(FaultPoint::Load);
                 }
                 Ok(())
             },
@@ -294,7 +295,7 @@ fn sync(
                 loader_ref.push(fields);
                 if loader_ref.should_flush() {
                     loader_ref.flush(a_ref)?;
-                    crate::fault::point(settings, "load");
+                    settings.faults.reach(FaultPoint::Load);
                 }
                 Ok(())
             },
@@ -311,7 +312,7 @@ fn sync(
 
     opts.progress
         .tell(Stage::Delete, report.rows_read, report.rows_upserted);
-    crate::fault::point(settings, "delete");
+    settings.faults.reach(FaultPoint::Delete);
     let t = Instant::now();
     let reconciled = deletes::reconcile(
         &mut m_tx,
@@ -358,6 +359,7 @@ fn sync(
         report.timings_ms = timings;
         return Ok(());
     }
+    settings.faults.reach(FaultPoint::BeforeCommit);
     if !lock.still_held() {
         return Err(Error::Job(
             "the job lock was lost during the run; nothing was committed".into(),
@@ -365,7 +367,7 @@ fn sync(
     }
     a_tx.commit()
         .map_err(pg(Db::Analytics, "committing the changes"))?;
-    crate::fault::point(settings, "after-commit");
+    settings.faults.reach(FaultPoint::AfterCommit);
 
     // State follows A, never leads it.
     opts.progress
@@ -382,6 +384,7 @@ fn sync(
             file_sha256: job.file_digest.clone(),
             full: full.is_some(),
             prewritten,
+            faults: settings.faults.clone(),
         },
     )?;
     timings.state = ms(t);
@@ -516,7 +519,7 @@ impl Extraction<'_> {
                         queued += 1;
                         pending.set(&batch.keys[i], &batch.digests[i])?;
                     }
-                    crate::fault::point(self.settings, "extract");
+                    self.settings.faults.reach(FaultPoint::Extract);
                     timings.load += ms(t);
                     self.opts
                         .progress
