@@ -70,6 +70,10 @@ pub enum Error {
     /// A job-level failure that is not a driver error (lock lost, unsupported watermark type).
     #[error("{0}")]
     Job(String),
+
+    /// SIGTERM or SIGINT asked the run to stop.
+    #[error("stopped by {}", .0.name())]
+    Stopped(crate::stop::Signal),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -79,6 +83,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::UnknownJob(_) | Error::InvalidJob(_) => 2,
+            Error::Stopped(sig) => sig.exit_code(),
             _ => 1,
         }
     }

@@ -40,6 +40,31 @@ pub struct Job {
     pub max_delete_fraction: f64,
     /// SHA-256 of the file's bytes, so `status` can tell when a file changed since its run.
     pub file_digest: String,
+    /// SHA-256 of what the job does (see [`definition_digest`]): a run that finds another
+    /// one in Redis re-synchronises the job in full.
+    pub definition: String,
+}
+
+/// A fingerprint of a job's definition: its four statements, `TARGET_TABLE` and
+/// `KEY_COLUMNS`, with white space and comments outside literals left out and unquoted words
+/// in lower case, so rewriting a file with the same statements changes nothing while any
+/// other edit re-synchronises the job.
+pub fn definition_digest(
+    statements: [&str; 4],
+    target_table: &str,
+    key_columns: &[String],
+) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in statements.iter().chain([&target_table]) {
+        h.update(crate::sqllex::canonical(part).as_bytes());
+        h.update([0]);
+    }
+    for k in key_columns {
+        h.update(k.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
 }
 
 /// True when `path` names a job file: `*.yaml`/`*.yml` (any case), not hidden.
@@ -125,6 +150,16 @@ pub fn load(path: &Path) -> std::result::Result<Job, Vec<Problem>> {
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(text.as_bytes());
+    let definition = definition_digest(
+        [
+            fields.create_table_sql.as_deref().unwrap_or_default(),
+            fields.select_source_sql.as_deref().unwrap_or_default(),
+            fields.upsert_target_sql.as_deref().unwrap_or_default(),
+            fields.select_keys_sql.as_deref().unwrap_or_default(),
+        ],
+        fields.target_table.as_deref().unwrap_or_default(),
+        fields.key_columns.as_deref().unwrap_or_default(),
+    );
     Ok(Job {
         name: job_name(path),
         path: path.to_path_buf(),
@@ -138,6 +173,7 @@ pub fn load(path: &Path) -> std::result::Result<Job, Vec<Problem>> {
             .max_delete_fraction
             .unwrap_or(DEFAULT_MAX_DELETE_FRACTION),
         file_digest: hex(&digest),
+        definition,
     })
 }
 

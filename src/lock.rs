@@ -1,13 +1,20 @@
-//! The per-job run lock in Redis: taken with `SET NX PX`, renewed by a background thread
-//! while the job works, released only by its holder, and freed by expiry when a holder dies.
+//! Per-job run locks in Redis: taken with `SET NX PX` on the run's state connection, renewed
+//! by one keeper thread per run (with a connection of its own, so a long statement on M or A
+//! never lets the lock lapse), released only by their holder, and freed by expiry when a
+//! holder dies. A lock left by a dead process on this host is taken over at once.
+//!
+//! The scripts go with `EVAL` (not `EVALSHA`): a cluster routes them by their key and no
+//! script has to be loaded on every node first.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, rd};
-use crate::state::job_key;
+use crate::error::{Result, rd};
+use crate::redis_conn::{RedisConn, RedisTarget};
+use crate::state::Keys;
 
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
@@ -16,153 +23,269 @@ const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 const STEAL: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
 
-/// A held lock; dropping it stops renewal and releases it.
+/// A held lock: release it with [`release`].
 pub struct JobLock {
-    client: redis::Client,
     key: String,
     token: String,
-    stop: Option<mpsc::Sender<()>>,
+    ttl: Duration,
     lost: Arc<AtomicBool>,
-    renewer: Option<JoinHandle<()>>,
-}
-
-pub enum Acquired {
-    Held(Box<JobLock>),
-    /// Another runner holds it; the value names that runner (`host/pid/...`).
-    Busy(String),
 }
 
 impl JobLock {
-    /// Tries once to take the lock of `job`. A lock left by a dead process on this host is
-    /// taken over at once instead of waiting for it to expire.
-    pub fn acquire(redis_url: &str, prefix: &str, job: &str, ttl: Duration) -> Result<Acquired> {
-        let client =
-            crate::redis_conn::client(redis_url).map_err(|source| Error::RedisConnect {
-                url: crate::redact::mask(redis_url),
-                source,
-            })?;
-        let mut conn = client
-            .get_connection_with_timeout(Duration::from_secs(10))
-            .map_err(|source| Error::RedisConnect {
-                url: crate::redact::mask(redis_url),
-                source,
-            })?;
-        let key = job_key(prefix, job, "lock");
-        let token = format!(
-            "{}/{}/{}",
-            hostname(),
-            std::process::id(),
-            crate::state::now_ms()
-        );
-        let ttl_ms = ttl.as_millis() as u64;
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query(&mut conn)
-            .map_err(rd("taking the job lock"))?;
-        if set.is_none() {
-            let holder: Option<String> = redis::cmd("GET")
-                .arg(&key)
-                .query(&mut conn)
-                .map_err(rd("reading the job lock"))?;
-            let holder = holder.unwrap_or_default();
-            if !holder_is_dead_here(&holder) {
-                return Ok(Acquired::Busy(holder));
-            }
-            let stolen: i64 = redis::Script::new(STEAL)
-                .key(&key)
-                .arg(&holder)
-                .arg(&token)
-                .arg(ttl_ms)
-                .invoke(&mut conn)
-                .map_err(rd("taking over a dead runner's job lock"))?;
-            if stolen != 1 {
-                return Ok(Acquired::Busy(holder));
-            }
-            log::warn!("took over the lock left by a runner that is no longer alive ({holder})");
-        }
-        let (stop, stopped) = mpsc::channel();
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = {
-            let (lost, key, token) = (lost.clone(), key.clone(), token.clone());
-            std::thread::Builder::new()
-                .name("elt-lock".into())
-                .spawn(move || renew_loop(conn, &key, &token, ttl, &stopped, &lost))
-                .map_err(crate::error::io("starting the lock renewal thread"))?
-        };
-        Ok(Acquired::Held(Box::new(JobLock {
-            client,
-            key,
-            token,
-            stop: Some(stop),
-            lost,
-            renewer: Some(renewer),
-        })))
-    }
-
     /// False once renewal failed for longer than the lock lives: another runner may have it.
     pub fn still_held(&self) -> bool {
         !self.lost.load(Ordering::SeqCst)
     }
 }
 
-fn renew_loop(
-    mut conn: redis::Connection,
-    key: &str,
-    token: &str,
+pub enum Acquired {
+    Held(JobLock),
+    /// Another runner holds it.
+    Busy(Holder),
+}
+
+/// Who holds a lock: its value, `host@pid-namespace/pid/start-ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder(pub String);
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = self.0.split('/');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next().and_then(|t| t.parse::<u64>().ok()),
+        ) {
+            (Some(host), Some(pid), Some(ms)) => {
+                let host = host.split('@').next().unwrap_or(host);
+                let since = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(ms),
+                );
+                write!(f, "pid {pid} on host {host}, since {since}")
+            }
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+
+fn eval(script: &str, key: &str) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(1).arg(key);
+    c
+}
+
+/// Tries once to take the lock of `job`.
+pub fn acquire(conn: &mut RedisConn, keys: &Keys, job: &str, ttl: Duration) -> Result<Acquired> {
+    let key = keys.lock(job);
+    let token = format!(
+        "{}/{}/{}",
+        hostname(),
+        std::process::id(),
+        crate::state::now_ms()
+    );
+    let ttl_ms = ttl.as_millis() as u64;
+    let set: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&token)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query(conn)
+        .map_err(rd("taking the job lock"))?;
+    if set.is_none() {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query(conn)
+            .map_err(rd("reading the job lock"))?;
+        let holder = Holder(holder.unwrap_or_default());
+        if !holder_is_dead_here(&holder.0) {
+            return Ok(Acquired::Busy(holder));
+        }
+        let stolen: i64 = eval(STEAL, &key)
+            .arg(&holder.0)
+            .arg(&token)
+            .arg(ttl_ms)
+            .query(conn)
+            .map_err(rd("taking over a dead runner's job lock"))?;
+        if stolen != 1 {
+            return Ok(Acquired::Busy(holder));
+        }
+        log::warn!("took over the lock left by a runner that is no longer alive ({holder})");
+    }
+    Ok(Acquired::Held(JobLock {
+        key,
+        token,
+        ttl,
+        lost: Arc::new(AtomicBool::new(false)),
+    }))
+}
+
+/// Releases `lock` if this runner still holds it; a failure only means it expires by itself.
+pub fn release(conn: &mut RedisConn, lock: JobLock) {
+    let released: redis::RedisResult<i64> = eval(RELEASE, &lock.key).arg(&lock.token).query(conn);
+    if let Err(e) = released {
+        log::warn!("cannot release the job lock (it expires by itself): {e}");
+    }
+}
+
+/// The run's lock renewer: one thread that renews whichever lock the run holds every third
+/// of its lifetime.
+pub struct LockKeeper {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<Watched>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Watched {
+    lock: Option<Renewal>,
+    stop: bool,
+}
+
+struct Renewal {
+    key: String,
+    token: String,
     ttl: Duration,
-    stop: &mpsc::Receiver<()>,
-    lost: &AtomicBool,
-) {
-    let every = ttl / 3;
-    let mut last_ok = Instant::now();
-    // Wakes every third of the lifetime; a message or a closed channel means stop.
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
-        let renewed: redis::RedisResult<i64> = redis::Script::new(RENEW)
-            .key(key)
-            .arg(token)
-            .arg(ttl.as_millis() as u64)
-            .invoke(&mut conn);
+    lost: Arc<AtomicBool>,
+    /// the last successful renewal (or the taking)
+    renewed: Instant,
+    /// when to try next
+    next: Instant,
+}
+
+impl LockKeeper {
+    /// Starts the keeper; it connects to `redis_url` when it first has a lock to renew.
+    pub fn start(redis_url: &str) -> LockKeeper {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Watched::default()),
+            wake: Condvar::new(),
+        });
+        let url = redis_url.to_string();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("elt-lock".into())
+            .spawn(move || renew_loop(&s, &url))
+            .ok();
+        LockKeeper { shared, thread }
+    }
+
+    /// Renews `lock` from now on, until `unwatch`.
+    pub fn watch(&self, lock: &JobLock) {
+        if let Ok(mut w) = self.shared.state.lock() {
+            w.lock = Some(Renewal {
+                key: lock.key.clone(),
+                token: lock.token.clone(),
+                ttl: lock.ttl,
+                lost: lock.lost.clone(),
+                renewed: Instant::now(),
+                next: Instant::now() + lock.ttl / 3,
+            });
+        }
+        self.shared.wake.notify_all();
+    }
+
+    pub fn unwatch(&self) {
+        if let Ok(mut w) = self.shared.state.lock() {
+            w.lock = None;
+        }
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for LockKeeper {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.shared.state.lock() {
+            w.stop = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn renew_loop(shared: &Shared, url: &str) {
+    let mut conn: Option<RedisConn> = None;
+    let Ok(mut w) = shared.state.lock() else {
+        return;
+    };
+    loop {
+        if w.stop {
+            return;
+        }
+        let due = w.lock.as_ref().map(|r| (r.next, r.ttl));
+        let Some((at, ttl)) = due else {
+            w = match shared.wake.wait(w) {
+                Ok(g) => g,
+                Err(_) => return,
+            };
+            continue;
+        };
+        let now = Instant::now();
+        if now < at {
+            w = match shared.wake.wait_timeout(w, at - now) {
+                Ok((g, _)) => g,
+                Err(_) => return,
+            };
+            continue;
+        }
+        let Some(r) = w.lock.as_mut() else { continue };
+        let (key, token, lost) = (r.key.clone(), r.token.clone(), r.lost.clone());
+        // not holding the state while talking to Redis: the run may release meanwhile
+        drop(w);
+        let renewed = renew(&mut conn, url, &key, &token, ttl);
+        w = match shared.state.lock() {
+            Ok(g) => g,
+            Err(_) => return,
+        };
+        let Some(r) = w.lock.as_mut().filter(|r| r.token == token) else {
+            continue;
+        };
         match renewed {
-            Ok(1) => last_ok = Instant::now(),
-            Ok(_) => {
+            Ok(true) => {
+                r.renewed = Instant::now();
+                r.next = r.renewed + ttl / 3;
+            }
+            Ok(false) => {
                 log::error!("the job lock was lost (expired or taken by another runner)");
                 lost.store(true, Ordering::SeqCst);
-                return;
+                w.lock = None;
             }
             Err(e) => {
                 log::warn!("cannot renew the job lock: {e}");
-                if last_ok.elapsed() >= ttl {
+                conn = None;
+                if r.renewed.elapsed() >= ttl {
                     lost.store(true, Ordering::SeqCst);
-                    return;
+                    w.lock = None;
+                } else {
+                    // try again soon, not only after another third of the lifetime
+                    r.next = Instant::now() + Duration::from_millis(500).min(ttl / 6);
                 }
             }
         }
     }
 }
 
-impl Drop for JobLock {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(h) = self.renewer.take() {
-            let _ = h.join();
-        }
-        let released = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .and_then(|mut c| {
-                redis::Script::new(RELEASE)
-                    .key(&self.key)
-                    .arg(&self.token)
-                    .invoke::<i64>(&mut c)
-            });
-        if let Err(e) = released {
-            log::warn!("cannot release the job lock (it expires by itself): {e}");
-        }
-    }
+fn renew(
+    conn: &mut Option<RedisConn>,
+    url: &str,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> redis::RedisResult<bool> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(RedisTarget::parse(url)?.connect()?),
+    };
+    let n: i64 = eval(RENEW, key)
+        .arg(token)
+        .arg(ttl.as_millis() as u64)
+        .query(c)?;
+    Ok(n == 1)
 }
 
 /// The host name plus the PID namespace, so containers sharing a host name never mistake
@@ -214,5 +337,20 @@ fn holder_is_dead_here(holder: &str) -> bool {
             let ours: String = ours.chars().take(15).collect();
             comm.trim() != ours
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_read_as_host_pid_and_time() {
+        let h = Holder("db1@4026531836/4242/1764676800000".into());
+        assert_eq!(
+            h.to_string(),
+            "pid 4242 on host db1, since 2025-12-02T12:00:00Z"
+        );
+        assert_eq!(Holder("someone".into()).to_string(), "someone");
     }
 }

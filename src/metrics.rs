@@ -12,7 +12,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result, io};
 use crate::report::{JobReport, RunReport, Status};
-use crate::settings::Settings;
 use crate::state::{StateStore, now_ms};
 
 /// What the file says about one job.
@@ -510,22 +509,12 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
 /// from the previous file for `run-job`.
 pub fn write_for_run(
     path: &Path,
-    settings: &Settings,
+    mut store: Option<&mut StateStore>,
     report: &RunReport,
     whole_run: bool,
     duration: std::time::Duration,
 ) -> Result<()> {
     let previous = read_previous(path);
-    let mut store = match StateStore::connect(&settings.redis_url, &settings.redis_prefix) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            log::warn!(
-                "metrics: Redis unreachable, last success times come from the previous file: {}",
-                crate::error::chain(&e)
-            );
-            None
-        }
-    };
     let now = now_ms() as f64 / 1000.0;
     let snap = snapshot(
         report,

@@ -33,6 +33,12 @@ pub struct JobReport {
     pub rows_repaired: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// Why the run read everything (first run, definition changed, target emptied, …);
+    /// `null` for an incremental run.
+    pub full_sync: Option<String>,
+    /// The run re-synchronised a job that had state: the summary line says why.
+    #[serde(skip)]
+    pub resync: bool,
     pub timings_ms: Timings,
 }
 
@@ -48,6 +54,8 @@ impl JobReport {
             rows_repaired: 0,
             duration_ms: 0,
             error: None,
+            full_sync: None,
+            resync: false,
             timings_ms: Timings::default(),
         }
     }
@@ -57,7 +65,7 @@ impl JobReport {
         let would = if dry_run { " (dry run)" } else { "" };
         match self.status {
             Status::Ok => format!(
-                "{}: ok{would}: read {}, upserted {}, unchanged {}, deleted {}{} in {} ms",
+                "{}: ok{would}: read {}, upserted {}, unchanged {}, deleted {}{} in {} ms{}",
                 self.job,
                 self.rows_read,
                 self.rows_upserted,
@@ -68,7 +76,11 @@ impl JobReport {
                 } else {
                     String::new()
                 },
-                self.duration_ms
+                self.duration_ms,
+                match (&self.full_sync, self.resync) {
+                    (Some(why), true) => format!(" (full re-sync: {why})"),
+                    _ => String::new(),
+                }
             ),
             Status::Skipped => format!(
                 "{}: skipped: {}",

@@ -303,6 +303,24 @@ pub fn ident_value(tok: &Token<'_>) -> Option<String> {
     }
 }
 
+/// The statement without what carries no meaning: code tokens joined by one space, unquoted
+/// words in lower case (PostgreSQL folds them), trailing `;` dropped. Literals, quoted
+/// identifiers and dollar-quoted bodies stay exactly as written.
+pub fn canonical(sql: &str) -> String {
+    let mut sig = significant(&tokenize(sql));
+    while sig.last().is_some_and(|t| t.is_punct(";")) {
+        sig.pop();
+    }
+    let parts: Vec<String> = sig
+        .iter()
+        .map(|t| match t.kind {
+            Kind::Word => t.text.to_lowercase(),
+            _ => t.text.to_string(),
+        })
+        .collect();
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

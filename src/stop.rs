@@ -53,6 +53,14 @@ pub fn requested() -> Option<Signal> {
     Signal::from_raw(SIGNAL.load(Ordering::SeqCst))
 }
 
+/// `Err` once a stop was requested: the job unwinds, its transactions roll back.
+pub fn check() -> crate::error::Result<()> {
+    match requested() {
+        Some(sig) => Err(crate::error::Error::Stopped(sig)),
+        None => Ok(()),
+    }
+}
+
 /// Starts listening for SIGTERM and SIGINT (once per process).
 pub fn install() -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;

@@ -1549,6 +1549,27 @@ pub fn conflict_columns(upsert_sql: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The columns `CREATE_TABLE_SQL` declares with their types as written, when the parser
+/// reads it.
+pub fn created_columns(create_sql: &str) -> Option<Vec<(String, String)>> {
+    let info = sql::create_info(&sql::parse_one(create_sql).ok()?)?;
+    Some(
+        info.columns?
+            .into_iter()
+            .map(|c| (c.name, c.data_type))
+            .collect(),
+    )
+}
+
+/// True when the upsert's `DO UPDATE SET` assigns `c = EXCLUDED.c` only (no `WHERE`): a
+/// target row equal to the inserted values is then left exactly as it is.
+pub fn plain_update_set(upsert_sql: &str) -> bool {
+    sql::parse_one(&translate(upsert_sql).sql)
+        .ok()
+        .and_then(|s| sql::upsert_info(&s))
+        .is_some_and(|u| u.plain_set)
+}
+
 /// Byte offset in `sql` of the first code token that is the identifier `name`, at or after
 /// byte `from`.
 pub fn ident_offset(sql: &str, name: &str, from: usize) -> Option<usize> {

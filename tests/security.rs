@@ -56,8 +56,8 @@ fn tls_url(c: &PrivateCluster, host: &str, db: &str, query: &str) -> String {
 }
 
 fn connects(url: &str) -> Result<(), String> {
-    elt::db::connect(url, elt::error::Db::Master)
-        .map(|_| ())
+    elt::db::Conn::connect(url, elt::error::Db::Master)
+        .and_then(|mut c| c.begin(elt::db::Access::ReadOnly).map(|_| ()))
         .map_err(|e| elt::error::chain(&e))
 }
 
@@ -139,7 +139,7 @@ fn postgres_tls_modes_check_what_libpq_checks() {
     ))
     .unwrap();
     // verify-full without any root certificate is explained.
-    let e = elt::db::connect(
+    let e = elt::db::Conn::connect(
         &tls_url(&c, "localhost", "postgres", "sslmode=verify-full"),
         elt::error::Db::Analytics,
     )
@@ -301,7 +301,7 @@ fn tls_redis(certs: &Certs, prefix: &str) -> PrivateRedis {
     let s = |p: &str| certs.path(p).display().to_string();
     let acl = format!(
         "elt on >acl-secret-pw ~{prefix}:* resetchannels -@all +get +set +mget +strlen +pexpire \
-         +del +evalsha +script|load +hset +hdel +hgetall +hincrby +scan +unlink"
+         +del +eval +hset +hdel +hgetall +hincrby +scan +unlink"
     );
     let mut args: Vec<String> = vec![
         "--tls-cert-file".into(),
@@ -361,9 +361,9 @@ fn redis_over_tls_with_an_acl_user_limited_to_the_prefix() {
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 
     // The ACL really limits the user: keys outside the prefix and other commands are refused.
-    let mut con = elt::redis_conn::client(&url)
+    let mut con = elt::redis_conn::RedisTarget::parse(&url)
         .unwrap()
-        .get_connection()
+        .connect()
         .unwrap();
     let denied: redis::RedisResult<()> = redis::cmd("SET").arg("other:key").arg(1).query(&mut con);
     assert!(denied.is_err(), "ACL let elt write outside its prefix");

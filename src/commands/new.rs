@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
-use postgres::Client;
+use postgres::Transaction;
 
 use crate::db;
 use crate::error::{Db, Error, Result, io, pg};
@@ -67,14 +67,9 @@ pub fn new_job(
     }
     let path = settings.jobs_dir.join(format!("{name}.yaml"));
     refuse_existing(&settings.jobs_dir, name, &path)?;
-    let mut m = db::connect(settings.master_url()?, Db::Master)?;
-    let job = infer(
-        &mut m.client,
-        name,
-        from_table,
-        target_table,
-        watermark_column,
-    )?;
+    let mut conn = db::Conn::connect(settings.master_url()?, Db::Master)?;
+    let mut m = conn.begin(db::Access::ReadOnly)?;
+    let job = infer(&mut m, name, from_table, target_table, watermark_column)?;
     std::fs::create_dir_all(&settings.jobs_dir).map_err(io(format!(
         "cannot create the jobs folder {}",
         settings.jobs_dir.display()
@@ -139,7 +134,7 @@ struct NewJob {
 }
 
 fn infer(
-    m: &mut Client,
+    m: &mut Transaction<'_>,
     name: &str,
     from_table: &str,
     target_table: Option<&str>,
@@ -326,13 +321,13 @@ fn yaml_scalar(s: &str) -> String {
 }
 
 /// An identifier quoted the way PostgreSQL itself would (only when needed).
-fn quote(m: &mut Client, name: &str) -> Result<String> {
+fn quote(m: &mut Transaction<'_>, name: &str) -> Result<String> {
     Ok(m.query_one("SELECT quote_ident($1)", &[&name])
         .map_err(pg(Db::Master, "quoting an identifier"))?
         .get(0))
 }
 
-fn read_columns(m: &mut Client, oid: u32) -> Result<Vec<Column>> {
+fn read_columns(m: &mut Transaction<'_>, oid: u32) -> Result<Vec<Column>> {
     let rows = m
         .query(
             "SELECT a.attname::text, a.attnotnull, format_type(a.atttypid, a.atttypmod), \
@@ -360,7 +355,7 @@ fn read_columns(m: &mut Client, oid: u32) -> Result<Vec<Column>> {
 /// The type A stores a value of M's type `oid` in, and whether the SELECT must cast to it:
 /// built-in types stay; a domain becomes its base type, an enum text, an array of either an
 /// array of that; any other type of M's own (composite, extension) travels as text.
-fn a_type(m: &mut Client, oid: u32, typmod: i32, depth: u32) -> Result<(String, bool)> {
+fn a_type(m: &mut Transaction<'_>, oid: u32, typmod: i32, depth: u32) -> Result<(String, bool)> {
     let r = m
         .query_one(
             "SELECT t.typtype::text, t.typbasetype, t.typtypmod, t.typelem, t.typcategory::text, \
@@ -398,7 +393,7 @@ fn a_type(m: &mut Client, oid: u32, typmod: i32, depth: u32) -> Result<(String, 
 
 /// The primary key, else the unique index with the fewest columns, all NOT NULL, without
 /// expressions or a predicate.
-fn read_key(m: &mut Client, oid: u32) -> Result<Option<(Vec<String>, String)>> {
+fn read_key(m: &mut Transaction<'_>, oid: u32) -> Result<Option<(Vec<String>, String)>> {
     let rows = m
         .query(
             "SELECT i.indisprimary, ic.relname::text, \

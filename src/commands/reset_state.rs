@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::job;
-use crate::lock::{Acquired, JobLock};
+use crate::lock::{self, Acquired};
 use crate::settings::Settings;
 use crate::state::StateStore;
 
@@ -44,7 +44,7 @@ fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
 }
 
 pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Result<i32> {
-    let mut store = StateStore::connect(&settings.redis_url, &settings.redis_prefix)?;
+    let mut store = StateStore::open(&settings.redis_url, &settings.redis_prefix)?;
     let mut names: Vec<String> = jobs.to_vec();
     match selection {
         Selection::Named => {}
@@ -66,14 +66,12 @@ pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Resu
     let mut busy = Vec::new();
     for name in &names {
         // Hold the job's lock so a running job cannot write state back after the reset.
-        match JobLock::acquire(
-            &settings.redis_url,
-            &settings.redis_prefix,
-            name,
-            settings.lock_ttl,
-        )? {
-            Acquired::Held(_lock) => {
-                let n = store.reset(name)?;
+        let keys = store.keys().clone();
+        match lock::acquire(store.conn(), &keys, name, settings.lock_ttl)? {
+            Acquired::Held(held) => {
+                let n = store.reset(name);
+                lock::release(store.conn(), held);
+                let n = n?;
                 let what = if selection == Selection::Orphans {
                     "orphaned state removed"
                 } else {

@@ -1,37 +1,37 @@
-//! `elt run` and `elt run-job`: load job files, run them one after another, report, and write
-//! the metrics file.
+//! `elt run` and `elt run-job`: load job files, run them one after another over one set of
+//! connections, report, and write the metrics file. SIGTERM or SIGINT stops the run between
+//! (or inside) jobs: the current job rolls back and later ones are not started.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cli::RunArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job;
 use crate::logging::JobScope;
-use crate::pipeline::{RunOptions, run_job};
+use crate::pipeline::{RunOptions, Runner};
 use crate::progress::{self, JobProgress};
 use crate::report::{JobReport, RunReport, Status};
 use crate::settings::Settings;
-use crate::state::StateStore;
-
-/// Remembers an invalid job file's failure in Redis, so `status` and the metrics show it like
-/// any other failure. Best effort: the run goes on without Redis.
-fn record_invalid_file(settings: &Settings, job: &str, message: &str) {
-    let recorded = StateStore::connect(&settings.redis_url, &settings.redis_prefix)
-        .and_then(|mut s| s.record_failure(job, message));
-    if let Err(e) = recorded {
-        log::warn!(
-            "could not record the failure in Redis: {}",
-            crate::error::chain(&e)
-        );
-    }
-}
 
 /// Runs `files` in order; a job that cannot be read or fails does not stop the others.
-fn run_files(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> RunReport {
+fn run_files(
+    runner: &mut Runner<'_>,
+    settings: &Settings,
+    files: &[PathBuf],
+    args: &RunArgs,
+) -> RunReport {
     let show_progress = progress::wanted(args.json, settings.quiet);
     let mut jobs = Vec::with_capacity(files.len());
-    for path in files {
+    for (i, path) in files.iter().enumerate() {
+        if let Some(sig) = crate::stop::requested() {
+            log::error!(
+                "stopped by {}: {} job(s) not started",
+                sig.name(),
+                files.len() - i
+            );
+            break;
+        }
         let name = job::job_name(path);
         let _scope = JobScope::enter(&name);
         log::info!("starting{}", if args.dry_run { " (dry run)" } else { "" });
@@ -48,7 +48,7 @@ fn run_files(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> RunRepor
                         .map(JobProgress::observer)
                         .unwrap_or_default(),
                 };
-                run_job(settings, &j, &opts)
+                runner.run_job(&j, &opts)
             }
             Err(problems) => {
                 let text = problems
@@ -61,7 +61,7 @@ fn run_files(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> RunRepor
                 r.status = Status::Failed;
                 r.error = Some(format!("invalid job file: {text}"));
                 if !args.dry_run {
-                    record_invalid_file(settings, &name, r.error.as_deref().unwrap_or_default());
+                    runner.record_failure(&name, r.error.as_deref().unwrap_or_default());
                 }
                 r
             }
@@ -105,8 +105,7 @@ pub fn run_all(settings: &Settings, args: &RunArgs) -> Result<i32> {
         settings.jobs_dir.display()
     );
     log_settings(settings);
-    let report = run_files(settings, &files, args);
-    finish(settings, report, args, true, started)
+    run(settings, &files, args, true, started)
 }
 
 pub fn run_one(settings: &Settings, name: &str, args: &RunArgs) -> Result<i32> {
@@ -114,18 +113,20 @@ pub fn run_one(settings: &Settings, name: &str, args: &RunArgs) -> Result<i32> {
     check_connection_settings(settings)?;
     let path = job::resolve(&settings.jobs_dir, name)?;
     log_settings(settings);
-    let report = run_files(settings, &[path], args);
-    finish(settings, report, args, false, started)
+    run(settings, &[path], args, false, started)
 }
 
 /// `whole_run`: the report covers every job file (see `metrics::snapshot`).
-fn finish(
+fn run(
     settings: &Settings,
-    report: RunReport,
+    files: &[PathBuf],
     args: &RunArgs,
     whole_run: bool,
     started: Instant,
 ) -> Result<i32> {
+    crate::stop::install().map_err(crate::error::io("listening for SIGTERM and SIGINT"))?;
+    let mut runner = Runner::new(settings);
+    let report = run_files(&mut runner, settings, files, args);
     let failed = report
         .jobs
         .iter()
@@ -136,16 +137,23 @@ fn finish(
         report.jobs.len(),
         failed
     );
-    if let Some(path) = &args.metrics_file {
+    let stopped = crate::stop::requested();
+    if let (Some(path), None) = (&args.metrics_file, stopped) {
         if args.dry_run {
             log::info!("dry run: metrics file {} left as it was", path.display());
-        } else if let Err(e) =
-            crate::metrics::write_for_run(path, settings, &report, whole_run, started.elapsed())
-        {
-            // the jobs' outcome stands; a stale file shows in node_textfile_mtime_seconds
-            log::error!("metrics not written: {}", crate::error::chain(&e));
+        } else {
+            let state = runner.state().ok();
+            if let Err(e) =
+                crate::metrics::write_for_run(path, state, &report, whole_run, started.elapsed())
+            {
+                // the jobs' outcome stands; a stale file shows in node_textfile_mtime_seconds
+                log::error!("metrics not written: {}", crate::error::chain(&e));
+            }
         }
     }
     report.print(args.json, args.dry_run);
-    Ok(report.exit_code())
+    match stopped {
+        Some(sig) => Err(Error::Stopped(sig)),
+        None => Ok(report.exit_code()),
+    }
 }

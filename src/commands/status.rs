@@ -78,7 +78,7 @@ pub fn job_status(
         last_success: m.last_success_ms.map(rfc3339),
         last_success_age_s: m.last_success_ms.map(|t| now.saturating_sub(t) / 1000),
         watermark: m.watermark.clone(),
-        rows_tracked: m.rows,
+        rows_tracked: m.rows(),
         last_error: m.last_error.clone(),
         last_error_at: m.last_error_ms.map(rfc3339),
         failures: m.failures,
@@ -128,7 +128,7 @@ fn file_sha256(path: &std::path::Path) -> Option<String> {
 }
 
 pub fn status(settings: &Settings, json: bool) -> Result<i32> {
-    let mut store = StateStore::connect(&settings.redis_url, &settings.redis_prefix)?;
+    let mut store = StateStore::open(&settings.redis_url, &settings.redis_prefix)?;
     let now = now_ms();
     let mut out = Vec::new();
     for (name, path) in known_jobs(settings, &mut store)? {
@@ -253,10 +253,14 @@ pub fn table(jobs: &[JobStatus]) -> String {
 mod tests {
     use super::*;
 
+    fn elt_tracked(n: i64) -> crate::state::Tracked {
+        crate::state::Tracked::Rows(n)
+    }
+
     fn meta(success: Option<u64>, error: Option<(u64, &str)>, sha: &str) -> Meta {
         Meta {
             watermark: success.map(|_| "2024-05-01 12:00:00+00".into()),
-            rows: success.map(|_| 42),
+            tracked: success.map(|_| elt_tracked(42)),
             last_success_ms: success,
             last_error: error.map(|e| e.1.to_string()),
             last_error_ms: error.map(|e| e.0),

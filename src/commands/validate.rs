@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use postgres::Transaction;
 use postgres::types::{Kind as PgKind, Type};
-use postgres::{Client, Transaction};
 
 use crate::cli::ValidateFormat;
 use crate::db::{self, quote_ident};
@@ -61,10 +61,10 @@ pub fn validate(
         jobs.extend(job);
     }
     if connect && !jobs.is_empty() {
-        let mut m = db::connect(settings.master_url()?, Db::Master)?;
-        let mut a = db::connect(settings.analytics_url()?, Db::Analytics)?;
+        let mut m = db::Conn::connect(settings.master_url()?, Db::Master)?;
+        let mut a = db::Conn::connect(settings.analytics_url()?, Db::Analytics)?;
         for j in &jobs {
-            problems.extend(check_against_databases(j, &mut m.client, &mut a.client));
+            problems.extend(check_against_databases(j, &mut m, &mut a));
         }
     }
     if !verbose {
@@ -189,6 +189,7 @@ fn load(path: &std::path::Path) -> (Option<Job>, Vec<Problem>) {
             .max_delete_fraction
             .unwrap_or(job::DEFAULT_MAX_DELETE_FRACTION),
         file_digest: job::hex(&sha2::Sha256::digest(text.as_bytes())),
+        definition: String::new(),
     };
     (Some(job), problems)
 }
@@ -353,18 +354,14 @@ struct SourceCol {
 }
 
 /// Prepares each statement where it runs, inside transactions that are rolled back.
-fn check_against_databases(j: &Job, m: &mut Client, a: &mut Client) -> Vec<Problem> {
+fn check_against_databases(j: &Job, m: &mut db::Conn, a: &mut db::Conn) -> Vec<Problem> {
     let mut c = Checks {
         job: j,
         loc: Locator::new(j),
         out: Vec::new(),
     };
-    let source = match m.transaction() {
-        Ok(mut mt) => {
-            let source = check_master(&mut c, &mut mt);
-            let _ = mt.rollback();
-            source
-        }
+    let mut mt = match m.begin(db::Access::ReadOnly) {
+        Ok(t) => t,
         Err(e) => {
             c.error(
                 job::SELECT_SOURCE_SQL,
@@ -374,9 +371,10 @@ fn check_against_databases(j: &Job, m: &mut Client, a: &mut Client) -> Vec<Probl
             return c.out;
         }
     };
-    match a.transaction() {
+    let source = check_master(&mut c, &mut mt);
+    match a.begin(db::Access::ReadWrite) {
         Ok(mut at) => {
-            check_analytics(&mut c, &mut at, source.as_deref(), m);
+            check_analytics(&mut c, &mut at, source.as_deref(), &mut mt);
             let _ = at.rollback();
         }
         Err(e) => c.error(
@@ -385,13 +383,13 @@ fn check_against_databases(j: &Job, m: &mut Client, a: &mut Client) -> Vec<Probl
             format!("cannot start a transaction on A: {}", chain(&e)),
         ),
     }
+    let _ = mt.rollback();
     c.out
 }
 
 /// M: the source query (placeholder type, output columns, key uniqueness) and the keys query.
-fn check_master(c: &mut Checks<'_>, m: &mut Transaction<'_>) -> Option<Vec<SourceCol>> {
+fn check_master(c: &mut Checks<'_>, m: &mut db::Tx<'_>) -> Option<Vec<SourceCol>> {
     let j = c.job;
-    let _ = m.batch_execute("SET TRANSACTION READ ONLY");
     let source = translate(&j.select_source_sql);
     let placeholder = source.placeholders.first().copied();
     let cols = match m.prepare(&source.sql) {
@@ -537,9 +535,9 @@ fn key_uniqueness(c: &mut Checks<'_>, m: &mut Transaction<'_>, keys: &[&SourceCo
 /// conflict columns against unique indexes), KEY_COLUMNS in the target.
 fn check_analytics(
     c: &mut Checks<'_>,
-    a: &mut Transaction<'_>,
+    a: &mut db::Tx<'_>,
     source: Option<&[SourceCol]>,
-    m: &mut Client,
+    m: &mut db::Tx<'_>,
 ) {
     let j = c.job;
     if let Err(e) = a.batch_execute(&j.create_table_sql) {
@@ -672,7 +670,7 @@ fn check_analytics(
 /// (enums become text, domains their base type) and adds what a cast does not tell.
 fn type_problem(
     a: &mut Transaction<'_>,
-    m: &mut Client,
+    m: &mut Transaction<'_>,
     src: &Type,
     param: &Type,
 ) -> Option<(Severity, String)> {
@@ -749,7 +747,7 @@ fn type_problem(
 
 /// The name A knows the source type by: the same name when A has it, else what the value's
 /// text form fits (an enum → text, a domain → its base type, an array of either → an array).
-fn type_on_a(a: &mut Transaction<'_>, m: &mut Client, src: &Type) -> Option<String> {
+fn type_on_a(a: &mut Transaction<'_>, m: &mut Transaction<'_>, src: &Type) -> Option<String> {
     let row = m
         .query_one(
             "SELECT format_type(t.oid, NULL), t.typtype::text, \

@@ -9,18 +9,18 @@ use std::io::Write;
 
 use postgres::Transaction;
 
+use crate::db::Tx;
+
 use crate::db::Raw;
 use crate::db::quote_ident;
 use crate::error::{Db, Error, Result, io, pg};
 use crate::job::Job;
 use crate::pipeline::digest::key_digest_of;
-use crate::pipeline::keymerge::{self, KeySum};
+use crate::pipeline::keymerge::{self, KeySum, MAX_REPAIR};
 use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
 
 const FETCH: i32 = 10_000;
-/// Keys missing in A repaired per run at most; the next run continues.
-pub const MAX_REPAIR: i64 = 100_000;
 
 /// Deletions this small are never refused: the guards are for accidents on real tables.
 pub const GUARD_MIN_ROWS: u64 = 1000;
@@ -248,8 +248,8 @@ fn compare(
 
 /// True when the key is one integer column on M and on A: its hash can then skip text.
 fn integer_key(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
+    m: &mut Tx<'_>,
+    a: &mut Tx<'_>,
     keys_from: &str,
     target: &str,
     cols: &[String],
@@ -285,237 +285,256 @@ fn copy_text(out: &mut Vec<u8>, v: Option<&str>) {
     }
 }
 
-/// Deletes from `target` the rows whose key is not among M's keys; returns how many.
-pub fn reconcile(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
-    job: &Job,
-    rows_in_target: i64,
-    guard: &Guard,
-    loaded: Option<&KeySum>,
-    pending: &mut PendingState,
-) -> Result<Reconciled> {
-    let (keys_sql, target) = (&job.select_keys_sql, job.target_table.as_str());
-    let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
-    let buckets = bucket_count(rows_in_target);
-    let keys_from = format!("({}\n) AS t", strip_trailing_semicolon(keys_sql));
-    let k = KeySql {
-        cols: cols.clone(),
-        mask: buckets - 1,
-        integer: integer_key(m, a, &keys_from, target, &cols)?,
-    };
-    let target_from = format!("{target} AS t");
-    if let (true, Some(loaded)) = (k.integer, loaded.filter(|s| s.is_valid())) {
-        // The target was empty and holds just the rows loaded: if M's keys sum up the
-        // same, there is nothing to delete and nothing missing, and A need not be read.
-        if KeySum::query(m, Db::Master, &keys_from, &cols[0])? == *loaded {
+/// Compares the keys of M (`SELECT_KEYS_SQL`) with those of the target in A: deletes the
+/// rows M no longer has (within the delete guards) and finds the keys A lacks.
+pub struct Reconciler<'j> {
+    pub job: &'j Job,
+    /// about how many rows the target holds (sizes the key buckets)
+    pub rows_hint: i64,
+    pub guard: Guard,
+    /// the keys just loaded into an empty target, which then holds nothing else
+    pub loaded: Option<KeySum>,
+}
+
+impl Reconciler<'_> {
+    /// Deletes from the target the rows whose key is not among M's keys.
+    pub fn run(
+        &self,
+        m: &mut Tx<'_>,
+        a: &mut Tx<'_>,
+        pending: &mut PendingState,
+    ) -> Result<Reconciled> {
+        let job = self.job;
+        let keys_from = format!(
+            "({}\n) AS t",
+            strip_trailing_semicolon(&job.select_keys_sql)
+        );
+        let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
+        if integer_key(m, a, &keys_from, &job.target_table, &cols)? {
+            if let Some(loaded) = self.loaded.filter(KeySum::is_valid) {
+                // The target was empty and holds just the rows loaded: if M's keys sum up
+                // the same, there is nothing to delete and nothing missing, and A need not
+                // be read.
+                if KeySum::query(m, Db::Master, &keys_from, &cols[0])? == loaded {
+                    return Ok(Reconciled {
+                        target_rows: loaded.rows(),
+                        ..Reconciled::default()
+                    });
+                }
+                log::info!(
+                    "SELECT_KEYS_SQL describes other keys than the rows loaded; comparing them"
+                );
+            }
+            return self.ordered(m, a, &keys_from, &cols[0], pending);
+        }
+        self.by_buckets(m, a, &keys_from, &cols, pending)
+    }
+
+    /// For a key of one integer column: an ordered merge of both sides' keys.
+    fn ordered(
+        &self,
+        m: &mut Transaction<'_>,
+        a: &mut Transaction<'_>,
+        keys_from: &str,
+        col: &str,
+        pending: &mut PendingState,
+    ) -> Result<Reconciled> {
+        let target = self.job.target_table.as_str();
+        let mut merged = keymerge::merge(
+            m,
+            a,
+            &keymerge::ordered_sql(keys_from, col),
+            &keymerge::ordered_sql(&format!("{target} AS t"), col),
+        )?;
+        let a_rows = merged.a_rows;
+        self.guard
+            .check_source_not_empty(merged.m_keys, a_rows, target)?;
+        self.guard.check_share(merged.gone_rows, a_rows, target)?;
+        let mut key_buf = Vec::with_capacity(32);
+        let deleted = merged.delete(a, target, col, |text| {
+            let d = key_digest_of([text.map(str::as_bytes)].into_iter(), &mut key_buf);
+            pending.delete(&d)
+        })?;
+        Ok(Reconciled {
+            deleted,
+            target_rows: a_rows,
+            missing: std::mem::take(&mut merged.missing),
+        })
+    }
+
+    /// For other keys: per-bucket digests on both sides, then the keys of differing buckets.
+    fn by_buckets(
+        &self,
+        m: &mut Transaction<'_>,
+        a: &mut Transaction<'_>,
+        keys_from: &str,
+        cols: &[String],
+        pending: &mut PendingState,
+    ) -> Result<Reconciled> {
+        let (target, guard) = (self.job.target_table.as_str(), &self.guard);
+        let buckets = bucket_count(self.rows_hint);
+        let k = KeySql {
+            cols: cols.to_vec(),
+            mask: buckets - 1,
+            integer: false,
+        };
+        let keys_from = keys_from.to_string();
+        let target_from = format!("{target} AS t");
+        // Both sides at once: M on a helper thread, A here.
+        let Comparison {
+            mut differing,
+            m_keys,
+            a_rows,
+        } = compare(
+            m,
+            a,
+            &digest_sql(&keys_from, &k),
+            &digest_sql(&target_from, &k),
+        )?;
+        guard.check_source_not_empty(m_keys, a_rows, target)?;
+        if differing.is_empty() {
             return Ok(Reconciled {
-                target_rows: loaded.rows(),
+                target_rows: a_rows,
                 ..Reconciled::default()
             });
         }
-        log::info!("SELECT_KEYS_SQL describes other keys than the rows loaded; comparing them");
-    }
-    if k.integer {
-        return reconcile_ordered(
-            m,
-            a,
-            target,
-            &keys_from,
-            &target_from,
-            &cols[0],
-            guard,
-            pending,
+        differing.sort_unstable();
+        // Past half the buckets, filtering costs more than it saves.
+        let filter = differing.len() <= buckets as usize / 2 && !differing.contains(&NULL_BUCKET);
+        log::info!(
+            "{} of {} key buckets differ between M and A",
+            differing.len(),
+            buckets
         );
-    }
 
-    // Both sides at once: M on a helper thread, A here.
-    let Comparison {
-        mut differing,
-        m_keys,
-        a_rows,
-    } = compare(
-        m,
-        a,
-        &digest_sql(&keys_from, &k),
-        &digest_sql(&target_from, &k),
-    )?;
-    guard.check_source_not_empty(m_keys, a_rows, target)?;
-    if differing.is_empty() {
-        return Ok(Reconciled {
-            target_rows: a_rows,
-            ..Reconciled::default()
-        });
-    }
-    differing.sort_unstable();
-    // Past half the buckets, filtering costs more than it saves.
-    let filter = differing.len() <= buckets as usize / 2 && !differing.contains(&NULL_BUCKET);
-    log::info!(
-        "{} of {} key buckets differ between M and A",
-        differing.len(),
-        buckets
-    );
+        a.batch_execute(&format!(
+            "CREATE TEMP TABLE elt_keys ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA",
+            k.list()
+        ))
+        .map_err(pg(Db::Analytics, "creating the temporary key table"))?;
+        let texts = |alias: &str| {
+            cols.iter()
+                .map(|c| format!("{alias}.{c}::text"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let where_bucket = |alias: &str| {
+            if filter {
+                format!(" WHERE {} = ANY($1)", k.bucket(alias))
+            } else {
+                String::new()
+            }
+        };
+        {
+            let fetch = format!(
+                "SELECT {} FROM {keys_from}{}",
+                texts("t"),
+                where_bucket("t")
+            );
+            let stmt = m
+                .prepare(&fetch)
+                .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+            let portal = if filter {
+                m.bind(&stmt, &[&differing])
+            } else {
+                m.bind(&stmt, &[])
+            }
+            .map_err(pg(Db::Master, "running SELECT_KEYS_SQL"))?;
+            let mut w = a
+                .copy_in(&format!("COPY pg_temp.elt_keys ({}) FROM STDIN", k.list()))
+                .map_err(pg(Db::Analytics, "starting COPY of M's keys"))?;
+            let mut buf = Vec::with_capacity(1 << 16);
+            loop {
+                let rows = m
+                    .query_portal(&portal, FETCH)
+                    .map_err(pg(Db::Master, "reading SELECT_KEYS_SQL"))?;
+                for row in &rows {
+                    for i in 0..cols.len() {
+                        if i > 0 {
+                            buf.push(b'\t');
+                        }
+                        copy_text(&mut buf, row.get::<_, Option<&str>>(i));
+                    }
+                    buf.push(b'\n');
+                }
+                w.write_all(&buf).map_err(io("streaming M's keys into A"))?;
+                buf.clear();
+                if rows.len() < FETCH as usize {
+                    break;
+                }
+            }
+            w.finish()
+                .map_err(pg(Db::Analytics, "loading M's keys into A"))?;
+        }
+        a.batch_execute("ANALYZE pg_temp.elt_keys")
+            .map_err(pg(Db::Analytics, "analysing the key table"))?;
+        let missing = missing_in_target(a, target, &k)?;
 
-    a.batch_execute(&format!(
-        "CREATE TEMP TABLE elt_keys ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA",
-        k.list()
-    ))
-    .map_err(pg(Db::Analytics, "creating the temporary key table"))?;
-    let texts = |alias: &str| {
-        cols.iter()
-            .map(|c| format!("{alias}.{c}::text"))
+        // Plain equality lets the planner hash the anti-join; keys with NULL parts, which
+        // equality never matches, get a second IS NOT DISTINCT FROM check.
+        let join = |op: &str| {
+            cols.iter()
+                .map(|c| format!("k.{c} {op} t.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let not_null = cols
+            .iter()
+            .map(|c| format!("t.{c} IS NOT NULL"))
             .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let where_bucket = |alias: &str| {
-        if filter {
-            format!(" WHERE {} = ANY($1)", k.bucket(alias))
+            .join(" AND ");
+        let bucket_cond = if filter {
+            format!("{} = ANY($1) AND ", k.bucket("t"))
         } else {
             String::new()
-        }
-    };
-    {
-        let fetch = format!(
-            "SELECT {} FROM {keys_from}{}",
-            texts("t"),
-            where_bucket("t")
+        };
+        let delete = format!(
+            "DELETE FROM {target} AS t \
+         WHERE {bucket_cond}NOT EXISTS (SELECT 1 FROM pg_temp.elt_keys AS k WHERE {}) \
+           AND (({not_null}) OR NOT EXISTS (SELECT 1 FROM pg_temp.elt_keys AS k WHERE {})) \
+         RETURNING {}",
+            join("="),
+            join("IS NOT DISTINCT FROM"),
+            texts("t")
         );
-        let stmt = m
-            .prepare(&fetch)
-            .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+        let stmt = a.prepare(&delete).map_err(pg(
+            Db::Analytics,
+            "preparing the deletion of rows gone from M",
+        ))?;
         let portal = if filter {
-            m.bind(&stmt, &[&differing])
+            a.bind(&stmt, &[&differing])
         } else {
-            m.bind(&stmt, &[])
+            a.bind(&stmt, &[])
         }
-        .map_err(pg(Db::Master, "running SELECT_KEYS_SQL"))?;
-        let mut w = a
-            .copy_in(&format!("COPY pg_temp.elt_keys ({}) FROM STDIN", k.list()))
-            .map_err(pg(Db::Analytics, "starting COPY of M's keys"))?;
-        let mut buf = Vec::with_capacity(1 << 16);
+        .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
+        let mut deleted = 0u64;
+        let mut key_buf = Vec::with_capacity(64);
         loop {
-            let rows = m
+            let rows = a
                 .query_portal(&portal, FETCH)
-                .map_err(pg(Db::Master, "reading SELECT_KEYS_SQL"))?;
+                .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
             for row in &rows {
-                for i in 0..cols.len() {
-                    if i > 0 {
-                        buf.push(b'\t');
-                    }
-                    copy_text(&mut buf, row.get::<_, Option<&str>>(i));
-                }
-                buf.push(b'\n');
+                let parts = (0..cols.len()).map(|i| row.try_get::<_, Raw<'_>>(i).map(|r| r.0));
+                let parts = parts
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(pg(Db::Analytics, "reading a deleted row's key"))?;
+                pending.delete(&key_digest_of(parts.into_iter(), &mut key_buf))?;
             }
-            w.write_all(&buf).map_err(io("streaming M's keys into A"))?;
-            buf.clear();
+            deleted += rows.len() as u64;
             if rows.len() < FETCH as usize {
                 break;
             }
         }
-        w.finish()
-            .map_err(pg(Db::Analytics, "loading M's keys into A"))?;
+        // Returning an error rolls the whole job back: nothing is deleted.
+        guard.check_share(deleted, a_rows, target)?;
+        a.batch_execute("DROP TABLE pg_temp.elt_keys")
+            .map_err(pg(Db::Analytics, "dropping the key table"))?;
+        Ok(Reconciled {
+            deleted,
+            target_rows: a_rows,
+            missing,
+        })
     }
-    a.batch_execute("ANALYZE pg_temp.elt_keys")
-        .map_err(pg(Db::Analytics, "analysing the key table"))?;
-    let missing = missing_in_target(a, target, &k)?;
-
-    // Plain equality lets the planner hash the anti-join; keys with NULL parts, which
-    // equality never matches, get a second IS NOT DISTINCT FROM check.
-    let join = |op: &str| {
-        cols.iter()
-            .map(|c| format!("k.{c} {op} t.{c}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
-    let not_null = cols
-        .iter()
-        .map(|c| format!("t.{c} IS NOT NULL"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let bucket_cond = if filter {
-        format!("{} = ANY($1) AND ", k.bucket("t"))
-    } else {
-        String::new()
-    };
-    let delete = format!(
-        "DELETE FROM {target} AS t \
-         WHERE {bucket_cond}NOT EXISTS (SELECT 1 FROM pg_temp.elt_keys AS k WHERE {}) \
-           AND (({not_null}) OR NOT EXISTS (SELECT 1 FROM pg_temp.elt_keys AS k WHERE {})) \
-         RETURNING {}",
-        join("="),
-        join("IS NOT DISTINCT FROM"),
-        texts("t")
-    );
-    let stmt = a.prepare(&delete).map_err(pg(
-        Db::Analytics,
-        "preparing the deletion of rows gone from M",
-    ))?;
-    let portal = if filter {
-        a.bind(&stmt, &[&differing])
-    } else {
-        a.bind(&stmt, &[])
-    }
-    .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
-    let mut deleted = 0u64;
-    let mut key_buf = Vec::with_capacity(64);
-    loop {
-        let rows = a
-            .query_portal(&portal, FETCH)
-            .map_err(pg(Db::Analytics, "deleting rows gone from M"))?;
-        for row in &rows {
-            let parts = (0..cols.len()).map(|i| row.try_get::<_, Raw<'_>>(i).map(|r| r.0));
-            let parts = parts
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(pg(Db::Analytics, "reading a deleted row's key"))?;
-            pending.delete(&key_digest_of(parts.into_iter(), &mut key_buf))?;
-        }
-        deleted += rows.len() as u64;
-        if rows.len() < FETCH as usize {
-            break;
-        }
-    }
-    // Returning an error rolls the whole job back: nothing is deleted.
-    guard.check_share(deleted, a_rows, target)?;
-    a.batch_execute("DROP TABLE pg_temp.elt_keys")
-        .map_err(pg(Db::Analytics, "dropping the key table"))?;
-    Ok(Reconciled {
-        deleted,
-        target_rows: a_rows,
-        missing,
-    })
-}
-
-/// `reconcile` for a key of one integer column: an ordered merge of both sides' keys.
-#[allow(clippy::too_many_arguments)]
-fn reconcile_ordered(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
-    target: &str,
-    keys_from: &str,
-    target_from: &str,
-    col: &str,
-    guard: &Guard,
-    pending: &mut PendingState,
-) -> Result<Reconciled> {
-    let mut merged = keymerge::merge(
-        m,
-        a,
-        &keymerge::ordered_sql(keys_from, col),
-        &keymerge::ordered_sql(target_from, col),
-    )?;
-    let a_rows = merged.a_rows;
-    guard.check_source_not_empty(merged.m_keys, a_rows, target)?;
-    guard.check_share(merged.gone_rows, a_rows, target)?;
-    let mut key_buf = Vec::with_capacity(32);
-    let deleted = merged.delete(a, target, col, |text| {
-        let d = key_digest_of([text.map(str::as_bytes)].into_iter(), &mut key_buf);
-        pending.delete(&d)
-    })?;
-    Ok(Reconciled {
-        deleted,
-        target_rows: a_rows,
-        missing: std::mem::take(&mut merged.missing),
-    })
 }
 
 /// Keys loaded from M into `pg_temp.elt_keys` that the target lacks (NULL-safe).

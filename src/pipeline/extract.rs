@@ -1,5 +1,7 @@
-//! Extract: reads M's rows on their own thread, so reading M overlaps with diffing and
-//! loading into A, and digests each row from its raw bytes.
+//! Extract: reads M's rows in batches and digests each row from its raw bytes. The first
+//! batch is read on the caller's thread; only a source with more rows than that gets a
+//! reader thread of its own, so reading M then overlaps with diffing and loading into A
+//! while a small job starts no thread at all.
 //!
 //! A full synchronisation reads M by binary `COPY (extraction) TO STDOUT`, the cheapest
 //! path out of PostgreSQL; the watermark still travels as a bound parameter (into a
@@ -9,10 +11,10 @@
 
 use std::io::BufRead;
 use std::ops::Range;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc;
 use std::time::Instant;
 
-use postgres::{Portal, Transaction};
+use postgres::{CopyOutReader, Portal, Transaction};
 
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
@@ -22,9 +24,9 @@ use crate::pipeline::plan::Plan;
 use crate::state::{KeyDigest, RowDigest};
 
 /// Rows fetched from M per round trip (and looked up in Redis per pipeline).
-pub const FETCH_ROWS: i32 = 5_000;
-/// Batches in flight between the reader and the loader: bounds memory.
-pub const IN_FLIGHT: usize = 2;
+pub const FETCH_ROWS: usize = 5_000;
+/// Batches in flight between the reader thread and the loader: bounds memory.
+const IN_FLIGHT: usize = 2;
 
 const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
@@ -70,153 +72,220 @@ impl Batch {
     }
 }
 
-/// Reads up to `FETCH_ROWS` rows of `portal`.
-pub fn read_batch(m: &mut Transaction<'_>, portal: &Portal, plan: &Plan) -> Result<Batch> {
-    let t = Instant::now();
-    let rows = m
-        .query_portal(portal, FETCH_ROWS)
-        .map_err(pg(Db::Master, "reading rows of SELECT_SOURCE_SQL"))?;
-    let fetch_ms = t.elapsed().as_millis() as u64;
-    let t = Instant::now();
-    let mut b = Batch {
-        data: Vec::with_capacity(rows.len() * 256),
-        rows: Vec::with_capacity(rows.len()),
-        keys: Vec::with_capacity(rows.len()),
-        digests: Vec::with_capacity(rows.len()),
-        ..Batch::default()
-    };
-    let fields = plan.key_count + plan.columns;
-    for row in &rows {
-        let key = b.data.len();
-        let mut source = key;
-        for i in 0..fields {
-            if i == plan.key_count {
-                source = b.data.len();
-            }
-            let v = row
-                .try_get::<_, Raw<'_>>(i)
-                .map_err(|e| Error::Job(format!("reading column {i} of a source row: {e}")))?;
-            push_field(&mut b.data, v.0);
-        }
-        let end = b.data.len();
-        b.add(plan, key, source, end);
-    }
-    b.fetch_ms = fetch_ms;
-    b.digest_ms = t.elapsed().as_millis() as u64;
-    Ok(b)
+/// Where batches come from: a portal or a binary COPY.
+pub trait Rows: Send {
+    /// The next batch; `None` once the source is exhausted.
+    fn next_batch(&mut self) -> Result<Option<Batch>>;
 }
 
-/// Sends the portal's batches until it is exhausted, an error (sent as the last item), or
-/// the receiver hangs up.
-pub fn produce(
-    m: &mut Transaction<'_>,
-    portal: &Portal,
-    plan: &Plan,
-    out: SyncSender<Result<Batch>>,
-) {
-    loop {
-        let batch = read_batch(m, portal, plan);
-        let last = match &batch {
-            Ok(b) => b.len() < FETCH_ROWS as usize,
-            Err(_) => true,
-        };
-        if out.send(batch).is_err() || last {
-            return;
-        }
-    }
-}
-
-/// Runs `copy_sql` (a binary `COPY ... TO STDOUT`) and sends its rows in batches, like
-/// `produce`.
-pub fn produce_copy(
-    m: &mut Transaction<'_>,
-    copy_sql: &str,
-    plan: &Plan,
-    out: &SyncSender<Result<Batch>>,
-) {
-    if let Err(e) = copy_batches(m, copy_sql, plan, out) {
-        let _ = out.send(Err(e));
-    }
-}
-
-fn copy_batches(
-    m: &mut Transaction<'_>,
-    copy_sql: &str,
-    plan: &Plan,
-    out: &SyncSender<Result<Batch>>,
+/// Calls `each` with every batch of `rows`, reading ahead on a thread when there is more than
+/// one batch. Stops at the first error of either side.
+pub fn for_each_batch(
+    mut rows: impl Rows,
+    mut each: impl FnMut(Batch) -> Result<()>,
 ) -> Result<()> {
-    let reading = || pg(Db::Master, "reading rows of SELECT_SOURCE_SQL");
-    let mut reader = m.copy_out(copy_sql).map_err(reading())?;
-    let fields = (plan.key_count + plan.columns) as i16;
-    let mut b = Batch::default();
-    // bytes of `b.data` already parsed into rows (the rest is an incomplete row)
-    let mut parsed = 0;
-    let mut header = true;
-    let mut done = false;
-    loop {
-        let t = Instant::now();
-        let chunk = reader
-            .fill_buf()
-            .map_err(io("reading rows of SELECT_SOURCE_SQL from M"))?;
-        if chunk.is_empty() {
-            break;
+    let Some(first) = rows.next_batch()? else {
+        return Ok(());
+    };
+    let more = first.len() >= FETCH_ROWS;
+    each(first)?;
+    if !more {
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (send, recv) = mpsc::sync_channel(IN_FLIGHT);
+        let reader = scope.spawn(move || {
+            loop {
+                let batch = rows.next_batch();
+                let last = !matches!(&batch, Ok(Some(_)));
+                if send.send(batch).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let consumed = (|| {
+            for batch in &recv {
+                match batch? {
+                    Some(b) => each(b)?,
+                    None => break,
+                }
+            }
+            Ok(())
+        })();
+        // hanging up stops the reader if we stopped early
+        drop(recv);
+        reader
+            .join()
+            .map_err(|_| Error::Job("the extraction thread panicked".into()))?;
+        consumed
+    })
+}
+
+/// A portal over the extraction (or drift repair), read `FETCH_ROWS` at a time.
+pub struct PortalRows<'t, 'c> {
+    m: &'t mut Transaction<'c>,
+    portal: Portal,
+    plan: &'t Plan,
+    done: bool,
+}
+
+impl<'t, 'c> PortalRows<'t, 'c> {
+    pub fn new(m: &'t mut Transaction<'c>, portal: Portal, plan: &'t Plan) -> Self {
+        PortalRows {
+            m,
+            portal,
+            plan,
+            done: false,
         }
-        let n = chunk.len();
-        b.data.extend_from_slice(chunk);
-        reader.consume(n);
-        b.fetch_ms += t.elapsed().as_millis() as u64;
-        if done {
-            continue;
+    }
+}
+
+impl Rows for PortalRows<'_, '_> {
+    fn next_batch(&mut self) -> Result<Option<Batch>> {
+        if self.done {
+            return Ok(None);
         }
         let t = Instant::now();
-        if header {
+        let rows = self
+            .m
+            .query_portal(&self.portal, FETCH_ROWS as i32)
+            .map_err(pg(Db::Master, "reading rows of SELECT_SOURCE_SQL"))?;
+        let fetch_ms = t.elapsed().as_millis() as u64;
+        self.done = rows.len() < FETCH_ROWS;
+        let t = Instant::now();
+        let mut b = Batch {
+            data: Vec::with_capacity(rows.len() * 256),
+            rows: Vec::with_capacity(rows.len()),
+            keys: Vec::with_capacity(rows.len()),
+            digests: Vec::with_capacity(rows.len()),
+            ..Batch::default()
+        };
+        let fields = self.plan.key_count + self.plan.columns;
+        for row in &rows {
+            let key = b.data.len();
+            let mut source = key;
+            for i in 0..fields {
+                if i == self.plan.key_count {
+                    source = b.data.len();
+                }
+                let v = row
+                    .try_get::<_, Raw<'_>>(i)
+                    .map_err(|e| Error::Job(format!("reading column {i} of a source row: {e}")))?;
+                push_field(&mut b.data, v.0);
+            }
+            let end = b.data.len();
+            b.add(self.plan, key, source, end);
+        }
+        b.fetch_ms = fetch_ms;
+        b.digest_ms = t.elapsed().as_millis() as u64;
+        Ok((!b.is_empty()).then_some(b))
+    }
+}
+
+/// A binary `COPY (extraction) TO STDOUT`, parsed in place into batches.
+pub struct CopyRows<'t> {
+    reader: CopyOutReader<'t>,
+    plan: &'t Plan,
+    /// bytes read but not yet handed out: complete rows up to `parsed`, then a partial one
+    pending: Batch,
+    parsed: usize,
+    header: bool,
+    /// the trailer was seen
+    done: bool,
+    eof: bool,
+}
+
+impl<'t> CopyRows<'t> {
+    pub fn start(m: &'t mut Transaction<'_>, copy_sql: &str, plan: &'t Plan) -> Result<Self> {
+        let reader = m
+            .copy_out(copy_sql)
+            .map_err(pg(Db::Master, "reading rows of SELECT_SOURCE_SQL"))?;
+        Ok(CopyRows {
+            reader,
+            plan,
+            pending: Batch::default(),
+            parsed: 0,
+            header: true,
+            done: false,
+            eof: false,
+        })
+    }
+
+    /// Parses what `pending` holds past `parsed` into rows.
+    fn parse(&mut self) -> Result<()> {
+        let b = &mut self.pending;
+        if self.header {
             match header_len(&b.data)? {
                 Some(len) => {
-                    parsed = len;
-                    header = false;
+                    self.parsed = len;
+                    self.header = false;
                 }
-                None => continue,
+                None => return Ok(()),
             }
         }
-        while let Some(tuple) = next_tuple(&b.data[parsed..], fields, plan.key_count)? {
+        let fields = (self.plan.key_count + self.plan.columns) as i16;
+        while let Some(tuple) = next_tuple(&b.data[self.parsed..], fields, self.plan.key_count)? {
             match tuple {
                 Tuple::End => {
-                    done = true;
-                    break;
+                    self.done = true;
+                    return Ok(());
                 }
                 Tuple::Row { key, source, len } => {
-                    let end = parsed + len;
-                    b.add(plan, parsed + key, parsed + source, end);
-                    parsed = end;
+                    let (p, end) = (self.parsed, self.parsed + len);
+                    b.add(self.plan, p + key, p + source, end);
+                    self.parsed = end;
                 }
             }
         }
-        b.digest_ms += t.elapsed().as_millis() as u64;
-        if b.len() >= FETCH_ROWS as usize {
-            let mut rest = Vec::with_capacity(b.data.capacity());
-            rest.extend_from_slice(&b.data[parsed..]);
-            b.data.truncate(parsed);
-            let full = std::mem::replace(
-                &mut b,
-                Batch {
-                    data: rest,
-                    ..Batch::default()
-                },
-            );
-            parsed = 0;
-            if out.send(Ok(full)).is_err() {
-                return Ok(());
+        Ok(())
+    }
+
+    /// Hands out the complete rows, keeping the partial one for the next batch.
+    fn take(&mut self) -> Batch {
+        let mut rest = Vec::with_capacity(self.pending.data.capacity());
+        rest.extend_from_slice(&self.pending.data[self.parsed..]);
+        self.pending.data.truncate(self.parsed);
+        self.parsed = 0;
+        std::mem::replace(
+            &mut self.pending,
+            Batch {
+                data: rest,
+                ..Batch::default()
+            },
+        )
+    }
+}
+
+impl Rows for CopyRows<'_> {
+    fn next_batch(&mut self) -> Result<Option<Batch>> {
+        while !self.eof && self.pending.len() < FETCH_ROWS {
+            let t = Instant::now();
+            let chunk = self
+                .reader
+                .fill_buf()
+                .map_err(io("reading rows of SELECT_SOURCE_SQL from M"))?;
+            if chunk.is_empty() {
+                self.eof = true;
+                break;
+            }
+            let n = chunk.len();
+            self.pending.data.extend_from_slice(chunk);
+            self.reader.consume(n);
+            self.pending.fetch_ms += t.elapsed().as_millis() as u64;
+            if !self.done {
+                let t = Instant::now();
+                self.parse()?;
+                self.pending.digest_ms += t.elapsed().as_millis() as u64;
             }
         }
+        if self.eof && !self.done {
+            return Err(Error::Job(
+                "the binary COPY from M ended without its trailer".into(),
+            ));
+        }
+        let batch = self.take();
+        Ok((!batch.is_empty()).then_some(batch))
     }
-    if !done {
-        return Err(Error::Job(
-            "the binary COPY from M ended without its trailer".into(),
-        ));
-    }
-    b.data.truncate(parsed);
-    let _ = out.send(Ok(b));
-    Ok(())
 }
 
 enum Tuple {

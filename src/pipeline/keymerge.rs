@@ -10,7 +10,9 @@ use postgres::Transaction;
 
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
-use crate::pipeline::deletes::MAX_REPAIR;
+
+/// Keys missing in A repaired per run at most; the next run continues.
+pub const MAX_REPAIR: i64 = 100_000;
 
 /// A key in merge order: integers ascending, NULL last (`ORDER BY 1`'s order on both sides).
 type Key = (bool, i64);

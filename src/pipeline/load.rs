@@ -77,8 +77,8 @@ pub fn is_repeated_key(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-pub struct Loader<'p> {
-    plan: &'p Plan,
+/// Changed rows on their way into the target through the staging table, a batch at a time.
+pub struct Loader {
     buf: Vec<u8>,
     rows: usize,
     stage_ready: bool,
@@ -87,13 +87,12 @@ pub struct Loader<'p> {
     pub upserted: u64,
 }
 
-impl<'p> Loader<'p> {
+impl Loader {
     /// `prune` drops staged rows that the target already holds (a full re-sync over
     /// existing rows).
-    pub fn new(plan: &'p Plan, prune: bool) -> Self {
+    pub fn new(plan: &Plan, prune: bool) -> Self {
         Loader {
-            plan,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::new(),
             rows: 0,
             stage_ready: false,
             prune: prune && plan.prune_unchanged_sql.is_some(),
@@ -102,9 +101,9 @@ impl<'p> Loader<'p> {
     }
 
     /// Queues a row's source columns (fields in COPY binary form).
-    pub fn push(&mut self, fields: &[u8]) {
+    pub fn push(&mut self, plan: &Plan, fields: &[u8]) {
         self.buf
-            .extend_from_slice(&(self.plan.columns as i16).to_be_bytes());
+            .extend_from_slice(&(plan.columns as i16).to_be_bytes());
         self.buf.extend_from_slice(fields);
         self.rows += 1;
     }
@@ -114,7 +113,7 @@ impl<'p> Loader<'p> {
     }
 
     /// Writes the queued rows to the target.
-    pub fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
+    pub fn flush(&mut self, plan: &Plan, tx: &mut Transaction<'_>) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
         }
@@ -122,13 +121,13 @@ impl<'p> Loader<'p> {
             tx.batch_execute("TRUNCATE pg_temp.elt_stage RESTART IDENTITY")
                 .map_err(pg(Db::Analytics, "emptying the staging table"))?;
         } else {
-            tx.batch_execute(&self.plan.stage_ddl)
+            tx.batch_execute(&plan.stage_ddl)
                 .map_err(pg(Db::Analytics, "creating the staging table"))?;
             self.stage_ready = true;
         }
         {
             let mut w = tx
-                .copy_in(&self.plan.copy_in_sql)
+                .copy_in(&plan.copy_in_sql)
                 .map_err(pg(Db::Analytics, "starting COPY into the staging table"))?;
             w.write_all(COPY_HEADER)
                 .and_then(|_| w.write_all(&self.buf))
@@ -140,22 +139,22 @@ impl<'p> Loader<'p> {
             ))?;
         }
         if self.prune {
-            if let Some(sql) = &self.plan.prune_unchanged_sql {
+            if let Some(sql) = &plan.prune_unchanged_sql {
                 tx.execute(sql.as_str(), &[])
                     .map_err(pg(Db::Analytics, "skipping rows the target already holds"))?;
             }
         }
-        self.merge(tx)?;
+        self.merge(plan, tx)?;
         self.buf.clear();
         self.rows = 0;
         Ok(())
     }
 
-    fn merge(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
+    fn merge(&mut self, plan: &Plan, tx: &mut Transaction<'_>) -> Result<()> {
         let mut sp = tx
             .savepoint("elt_merge")
             .map_err(pg(Db::Analytics, "starting the merge"))?;
-        match sp.execute(&self.plan.merge_sql, &[]) {
+        match sp.execute(&plan.merge_sql, &[]) {
             Ok(n) => {
                 sp.commit()
                     .map_err(pg(Db::Analytics, "finishing the merge"))?;
@@ -168,7 +167,7 @@ impl<'p> Loader<'p> {
                     .map_err(pg(Db::Analytics, "undoing the failed merge"))?;
                 log::info!("a batch repeats a conflict key; applying its rows one by one");
                 let stmt = tx
-                    .prepare(&self.plan.merge_one_sql)
+                    .prepare(&plan.merge_one_sql)
                     .map_err(pg(Db::Analytics, "preparing the one-row merge"))?;
                 for ord in 1..=self.rows as i64 {
                     self.upserted += tx

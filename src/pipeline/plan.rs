@@ -4,12 +4,12 @@
 use postgres::Transaction;
 use postgres::types::Type;
 
-use crate::db::quote_ident;
+use crate::db::{Tx, quote_ident};
 use crate::error::{Db, Error, Result, pg};
 use crate::job::Job;
 use crate::placeholders::{strip_trailing_semicolon, translate, without_watermark_condition};
 use crate::sqllex::{Kind, tokenize};
-use crate::validate::upsert_shape;
+use crate::validate::{UpsertShape, upsert_shape};
 
 /// Built-in types have the same OID and binary format in every database; anything above
 /// this (enums, domains, composites, extension types) may differ between M and A.
@@ -50,7 +50,7 @@ pub struct Plan {
 
 impl Plan {
     /// Prepares the source on M and the upsert on A (after CREATE_TABLE_SQL ran in `a`).
-    pub fn build(job: &Job, m: &mut Transaction<'_>, a: &mut Transaction<'_>) -> Result<Plan> {
+    pub fn build(job: &Job, m: &mut Tx<'_>, a: &mut Tx<'_>) -> Result<Plan> {
         let source = translate(&job.select_source_sql);
         let src_stmt = m
             .prepare(&source.sql)
@@ -65,6 +65,9 @@ impl Plan {
             }
         };
         let upsert = translate(&job.upsert_target_sql);
+        let shape =
+            upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
+        check_target_columns(a, job, &shape.columns)?;
         let ups_stmt = a
             .prepare(&upsert.sql)
             .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
@@ -169,19 +172,23 @@ impl Plan {
             "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
             stage_cols.join(", ")
         );
-        let merge = merge_statements(&upsert.sql, &as_text, &param_types)?;
-        let prune_unchanged_sql = prune_statement(
-            &job.target_table,
-            &job.key_columns,
-            &merge.columns,
-            &merge.exprs,
-        );
+        let merge = merge_statements(&upsert.sql, &shape, &as_text, &param_types)?;
+        let prune_unchanged_sql = crate::validate::plain_update_set(&job.upsert_target_sql)
+            .then(|| {
+                prune_statement(
+                    &job.target_table,
+                    &job.key_columns,
+                    &merge.columns,
+                    &merge.exprs,
+                )
+            })
+            .flatten();
         let one_to_one = !as_text.iter().any(|t| *t)
             && merge
                 .exprs
                 .iter()
                 .enumerate()
-                .all(|(i, e)| e.as_deref() == Some(format!("s.c{}", i + 1).as_str()));
+                .all(|(i, e)| *e == format!("s.c{}", i + 1));
         let direct_copy_sql = one_to_one.then(|| {
             format!(
                 "COPY {} ({}) FROM STDIN (FORMAT binary)",
@@ -229,6 +236,60 @@ fn stage_type(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
     }
 }
 
+/// CREATE TABLE IF NOT EXISTS never changes a table that exists: a column added to the job
+/// later is missing in A. Says so, with the `ALTER TABLE` that fixes it, before the upsert
+/// meets PostgreSQL's bare "column does not exist".
+fn check_target_columns(a: &mut Tx<'_>, job: &Job, written: &[String]) -> Result<()> {
+    let rows = a
+        .query(
+            "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&job.target_table],
+        )
+        .map_err(pg(
+            Db::Analytics,
+            format!("reading the columns of {}", job.target_table),
+        ))?;
+    let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if have.is_empty() {
+        return Ok(()); // not a table we can see: preparing the upsert says why
+    }
+    let missing: Vec<&String> = written.iter().filter(|c| !have.contains(c)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let declared = crate::validate::created_columns(&job.create_table_sql).unwrap_or_default();
+    let type_of = |c: &str| {
+        declared
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, t)| t.clone())
+    };
+    let t = &job.target_table;
+    let described: Vec<String> = missing
+        .iter()
+        .map(|c| match type_of(c) {
+            Some(ty) => format!("`{c}` ({ty} in CREATE_TABLE_SQL)"),
+            None => format!("`{c}`"),
+        })
+        .collect();
+    let adds: Vec<String> = missing
+        .iter()
+        .map(|c| {
+            let ty = type_of(c).unwrap_or_else(|| "TYPE".into());
+            format!("ADD COLUMN {} {ty}", quote_ident(c))
+        })
+        .collect();
+    Err(Error::Job(format!(
+        "A's table {t} has no column {} that UPSERT_TARGET_SQL writes: CREATE TABLE IF NOT \
+         EXISTS never changes a table that exists. Run `ALTER TABLE {t} {};` on A and the next \
+         run fills the column in every row, or drop the table (`DROP TABLE {t};`) and the next \
+         run rebuilds it",
+        described.join(", "),
+        adds.join(", ")
+    )))
+}
+
 fn type_name(tx: &mut Transaction<'_>, t: &Type, db: Db) -> Result<String> {
     let row = tx
         .query_one("SELECT format_type($1::oid, NULL)", &[&t.oid()])
@@ -248,26 +309,27 @@ struct Merge {
     all: String,
     one: String,
     columns: Vec<String>,
-    /// per inserted column, its value over the staging row; `None` unless a bare placeholder
-    exprs: Vec<Option<String>>,
+    /// per inserted column, its value over the staging row
+    exprs: Vec<String>,
 }
 
-/// `DELETE` of staged rows whose target row already holds the same values; compared as
-/// text so types without an equality operator (json) compare too.
+/// `DELETE` of staged rows whose target row already holds the values the upsert would
+/// write (its expressions evaluated over the staged row); compared as text so types
+/// without an equality operator (json) compare too.
 fn prune_statement(
     target: &str,
     keys: &[String],
     columns: &[String],
-    exprs: &[Option<String>],
+    exprs: &[String],
 ) -> Option<String> {
-    if exprs.iter().any(Option::is_none) || columns.len() != exprs.len() {
+    if columns.len() != exprs.len() {
         return None;
     }
     let expr_of = |col: &str| {
         columns
             .iter()
             .position(|c| c == col)
-            .and_then(|i| exprs[i].clone())
+            .map(|i| exprs[i].clone())
     };
     let mut conds = Vec::new();
     for k in keys {
@@ -275,9 +337,8 @@ fn prune_statement(
     }
     for (c, e) in columns.iter().zip(exprs) {
         conds.push(format!(
-            "t.{}::text IS NOT DISTINCT FROM ({})::text",
-            quote_ident(c),
-            e.as_deref()?
+            "t.{}::text IS NOT DISTINCT FROM ({e})::text",
+            quote_ident(c)
         ));
     }
     Some(format!(
@@ -288,17 +349,17 @@ fn prune_statement(
 
 /// The upsert with `VALUES ($1, …)` turned into `SELECT s.c1, … FROM pg_temp.elt_stage`,
 /// plus a one-row variant used when a batch holds the same conflict key twice.
-fn merge_statements(upsert_sql: &str, as_text: &[bool], param_types: &[String]) -> Result<Merge> {
-    let shape =
-        upsert_shape(upsert_sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
+fn merge_statements(
+    upsert_sql: &str,
+    shape: &UpsertShape,
+    as_text: &[bool],
+    param_types: &[String],
+) -> Result<Merge> {
     let (vs, ve) = shape.values_range;
     let mut exprs = Vec::with_capacity(shape.value_exprs.len());
-    let mut bare = Vec::with_capacity(shape.value_exprs.len());
     for expr in &shape.value_exprs {
         let mut out = String::new();
-        let toks = tokenize(expr);
-        let is_bare = toks.len() == 1 && toks[0].kind == Kind::Param;
-        for tok in toks {
+        for tok in tokenize(expr) {
             if tok.kind == Kind::Param {
                 let n: usize = tok.text[1..]
                     .parse()
@@ -316,7 +377,6 @@ fn merge_statements(upsert_sql: &str, as_text: &[bool], param_types: &[String]) 
                 out.push_str(tok.text);
             }
         }
-        bare.push(is_bare.then(|| out.clone()));
         exprs.push(out);
     }
     let select = format!("SELECT {} FROM pg_temp.elt_stage AS s", exprs.join(", "));
@@ -325,8 +385,8 @@ fn merge_statements(upsert_sql: &str, as_text: &[bool], param_types: &[String]) 
     Ok(Merge {
         all: format!("{head}{select}{tail}"),
         one: format!("{head}{select} WHERE s.elt_ord = $1{tail}"),
-        columns: shape.columns,
-        exprs: bare,
+        columns: shape.columns.clone(),
+        exprs,
     })
 }
 
@@ -336,14 +396,16 @@ mod tests {
 
     #[test]
     fn merge_replaces_values_with_the_staging_select() {
+        let sql = "INSERT INTO t (a, b, c) VALUES ($1, lower($2), $3) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b;";
         let m = merge_statements(
-            "INSERT INTO t (a, b, c) VALUES ($1, lower($2), $3) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b;",
+            sql,
+            &upsert_shape(sql).unwrap(),
             &[false, true, false],
             &["bigint".into(), "text".into(), "jsonb".into()],
         )
         .unwrap();
         let (all, one) = (m.all, m.one);
-        assert_eq!(m.exprs[1], None);
+        assert_eq!(m.exprs[1], "lower(s.c2::text)");
         assert_eq!(
             all,
             "INSERT INTO t (a, b, c) SELECT s.c1, lower(s.c2::text), s.c3 FROM pg_temp.elt_stage AS s ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b"

@@ -27,7 +27,7 @@ impl Prewrite {
     ) -> Self {
         let (url, pre, name) = (redis_url.to_string(), prefix.to_string(), job.to_string());
         let handle = std::thread::spawn(move || {
-            StateStore::connect(&url, &pre)?.write_generation(&name, generation, pending)
+            StateStore::open(&url, &pre)?.write_generation(&name, generation, pending)
         });
         Prewrite {
             generation,
@@ -58,7 +58,7 @@ impl Drop for Prewrite {
             return;
         };
         let _ = handle.join();
-        if let Ok(mut st) = StateStore::connect(&self.redis_url, &self.prefix) {
+        if let Ok(mut st) = StateStore::open(&self.redis_url, &self.prefix) {
             if let Err(e) = st.delete_generation(&self.job, self.generation) {
                 log::warn!(
                     "could not remove the unused state generation: {}",

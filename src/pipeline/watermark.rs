@@ -8,16 +8,24 @@ use postgres::types::Type;
 
 use crate::error::{Db, Error, Result, pg};
 
-/// M's clock now, or the start of the oldest transaction still open on M's database if
-/// that is earlier: rows such a transaction writes may carry an older `updated_at` and
-/// commit after this extraction. Read inside the extraction's snapshot.
-/// One microsecond before that start, since such a transaction may stamp rows with exactly
-/// its start time (`now()`) and the condition is usually a strict `>`.
-const NEW_WATERMARK: &str = "SELECT least(now(), (\
-       SELECT min(xact_start) - interval '1 microsecond' FROM pg_stat_activity \
-       WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
-         AND datname = current_database() AND backend_type = 'client backend'\
-     ))::text";
+/// M's clock now, or, if earlier, the start of the oldest transaction still open on M's
+/// database (rows such a transaction writes may carry an older `updated_at` and commit after
+/// this extraction; one microsecond before it, since such a transaction may stamp rows with
+/// exactly its start time and the condition is usually a strict `>`). On a hot standby: its
+/// last replayed commit instead of the open transactions, which it cannot see, since its
+/// clock runs ahead of what it has replayed. Also what the warnings need. Read inside the
+/// extraction's snapshot.
+const NEW_WATERMARK: &str = "SELECT least(now(), CASE WHEN pg_is_in_recovery() \
+         THEN pg_last_xact_replay_timestamp() \
+         ELSE (SELECT min(xact_start) - interval '1 microsecond' FROM pg_stat_activity \
+               WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
+                 AND datname = current_database() AND backend_type = 'client backend') \
+       END)::text, \
+       pg_is_in_recovery(), \
+       pg_last_xact_replay_timestamp() IS NULL, \
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+       coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8, \
+       coalesce(pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), true)";
 
 /// Previous watermark minus the overlap, as M computes it, per placeholder type.
 const BOUND_TIMESTAMPTZ: &str =
@@ -43,11 +51,43 @@ impl Bound {
     }
 }
 
-pub fn read_new(m: &mut Transaction<'_>) -> Result<String> {
+/// The watermark this run stores. `stored` is the previous one: a standby that has not
+/// replayed any transaction since it started cannot say what it holds, so it is kept.
+pub fn read_new(
+    m: &mut Transaction<'_>,
+    overlap: Duration,
+    stored: Option<&str>,
+) -> Result<String> {
     let row = m
         .query_one(NEW_WATERMARK, &[])
         .map_err(pg(Db::Master, "reading M's clock for the watermark"))?;
-    Ok(row.get(0))
+    let (capped, standby, nothing_replayed): (String, bool, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    let (paused, lag, receiving): (bool, f64, bool) = (row.get(3), row.get(4), row.get(5));
+    if !standby {
+        return Ok(capped);
+    }
+    if nothing_replayed {
+        let kept = stored.unwrap_or("-infinity");
+        log::warn!(
+            "M is a standby that has replayed no transaction since it started, so what it holds \
+             is unknown: the watermark stays at {kept}"
+        );
+        return Ok(kept.to_string());
+    }
+    if paused {
+        log::warn!(
+            "M is a standby whose replay is paused ({lag:.0} s behind its last replayed commit): \
+             rows committed on the primary since then reach A once replay resumes"
+        );
+    } else if lag > overlap.as_secs_f64() && receiving {
+        log::warn!(
+            "M is a standby replaying {lag:.0} s behind its primary, more than the overlap of \
+             {} s: the watermark stays at its last replayed commit ({capped})",
+            overlap.as_secs()
+        );
+    }
+    Ok(capped)
 }
 
 /// True when the placeholder's type is a point in time that a watermark can narrow.

@@ -1,10 +1,9 @@
-//! PostgreSQL connections: TLS through rustls (no system library), session settings that
-//! make text forms of values identical on M and A, and raw access to column bytes.
+//! TLS to PostgreSQL through rustls (no system library), with libpq's `sslmode` and
+//! `sslrootcert` read out of the connection string: the driver knows `disable`, `prefer` and
+//! `require`; the certificate checks of `verify-ca` and `verify-full` are ours.
 
 use std::sync::Arc;
 
-use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -12,66 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Db, Error, Result, pg};
-use crate::redact;
-
-/// Settings every session gets, so that a value's text form is the same on M and A and
-/// does not depend on server defaults.
-const SESSION_SETUP: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-     SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; \
-     SET application_name = 'elt'";
-
-/// A session on M or A, with the server's own time zone remembered before we set UTC.
-pub struct Conn {
-    pub client: Client,
-    pub db: Db,
-    /// The session time zone the server gave us: what `timestamp without time zone` values
-    /// on this server are taken to mean.
-    pub server_time_zone: String,
-}
-
-/// Connects to `url` (URL or key=value form) with TLS as its `sslmode` asks.
-pub fn connect(url: &str, db: Db) -> Result<Conn> {
-    let masked = redact::mask(url);
-    let (pg_url, tls) = split_tls_options(url)
-        .map_err(|e| Error::Job(format!("{db}: connection string {masked}: {e}")))?;
-    let config: Config = pg_url.parse().map_err(|source| Error::Connect {
-        db,
-        url: masked.clone(),
-        source,
-    })?;
-    let mut config = config;
-    if config.get_application_name().is_none() {
-        config.application_name("elt");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    let mut client = config
-        .connect(tls_connector(db, &tls)?)
-        .map_err(|source| Error::Connect {
-            db,
-            url: masked.clone(),
-            source,
-        })?;
-    let tz: String = client
-        .query_one("SELECT current_setting('TimeZone')", &[])
-        .map_err(pg(db, "reading the session time zone"))?
-        .get(0);
-    client
-        .batch_execute(SESSION_SETUP)
-        .map_err(pg(db, "setting up the session"))?;
-    // Our statements are scans, joins and aggregates whose cost estimates can look large;
-    // JIT compilation then costs more than the statement itself.
-    client
-        .batch_execute("SET jit = off")
-        .map_err(pg(db, "setting up the session"))?;
-    Ok(Conn {
-        client,
-        db,
-        server_time_zone: tz,
-    })
-}
+use crate::error::{Db, Error, Result};
 
 /// libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +109,7 @@ pub fn split_tls_options(conn: &str) -> std::result::Result<(String, TlsOptions)
         let mut kept = Vec::new();
         for pair in conn[q + 1..].split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if !take(&percent_decode(k), &percent_decode(v))? {
+            if !take(&decode(k), &decode(v))? {
                 kept.push(pair);
             }
         }
@@ -203,26 +143,11 @@ pub fn split_tls_options(conn: &str) -> std::result::Result<(String, TlsOptions)
     Ok((out, tls))
 }
 
-/// `%XX` escapes of a URL part decoded (invalid escapes stay as they are).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = hex {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A URL part with its `%XX` escapes decoded.
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// libpq key=value pairs with their spans, as the driver parses them (values quoted with
@@ -294,7 +219,7 @@ fn key_value_pairs(s: &str) -> Option<Vec<(&str, String, std::ops::Range<usize>)
 /// (when TLS is used at all) without checking the certificate, as libpq does; `verify-ca`
 /// checks that a CA of `sslrootcert` signed it; `verify-full` also checks that it names
 /// the host connected to.
-fn tls_connector(db: Db, tls: &TlsOptions) -> Result<MakeRustlsConnect> {
+pub fn tls_connector(db: Db, tls: &TlsOptions) -> Result<MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_error = |e: &dyn std::fmt::Display| Error::Job(format!("{db}: cannot set up TLS: {e}"));
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -493,70 +418,6 @@ impl ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A column's bytes exactly as the server sent them (binary format), never decoded.
-pub struct Raw<'a>(pub Option<&'a [u8]>);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(
-        _ty: &Type,
-        raw: &'a [u8],
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(Some(raw)))
-    }
-
-    fn from_sql_null(
-        _ty: &Type,
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(None))
-    }
-
-    fn accepts(_ty: &Type) -> bool {
-        true
-    }
-}
-
-/// A parameter sent in text format: the server parses it with the parameter type's input
-/// function, so one value works for any type whose text form it is.
-#[derive(Debug)]
-pub struct TextParam(pub String);
-
-impl ToSql for TextParam {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut postgres::types::private::BytesMut,
-    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(_ty: &Type) -> bool {
-        true
-    }
-
-    fn encode_format(&self, _ty: &Type) -> postgres::types::Format {
-        postgres::types::Format::Text
-    }
-
-    to_sql_checked!();
-}
-
-/// Quotes an identifier for SQL text (`"a""b"`).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The SQLSTATE class of a wrapped PostgreSQL error, to tell lost connections apart.
-pub fn is_connection_error(e: &Error) -> bool {
-    match e {
-        Error::Pg { source, .. } => {
-            source.is_closed() || source.code().is_none_or(|c| c.code().starts_with("08"))
-        }
-        Error::Connect { .. } => true,
-        _ => false,
     }
 }
 

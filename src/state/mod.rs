@@ -1,0 +1,666 @@
+//! Job state in Redis: each job's watermark and run facts (`meta`, see [`Field`]) and the
+//! row digests of its current generation, in buckets (see `keys` for the names).
+//!
+//! A bucket is one string: its entries sorted by key digest, each an 8-byte key digest and
+//! its 16-byte row digest. One string per bucket, not a hash: Redis does one allocation per
+//! bucket instead of work per row. A full re-sync writes a new generation and switches `gen`
+//! only once A has committed and the generation is complete.
+
+mod keys;
+mod pending;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+pub use keys::{Keys, encode_job};
+pub use pending::PendingState;
+use pending::{Op, Record};
+
+use crate::error::{Error, Result, rd};
+use crate::redis_conn::{RedisConn, RedisTarget};
+
+/// Version of the row state's layout and digests, stored as `format` in `meta`: state of
+/// another version is not compared against (the next run re-synchronises, rewriting no
+/// row A already holds unchanged).
+pub const STATE_FORMAT: u64 = 2;
+pub const KEY_DIGEST_LEN: usize = 8;
+pub const ROW_DIGEST_LEN: usize = 16;
+pub type KeyDigest = [u8; KEY_DIGEST_LEN];
+pub type RowDigest = [u8; ROW_DIGEST_LEN];
+
+/// Entries per bucket aimed at: a lookup reads the whole bucket (16 entries: 384 bytes),
+/// and each bucket key costs Redis about 60 bytes (4 bytes a row at 16).
+const ENTRIES_PER_BUCKET: u64 = 16;
+const ENTRY_LEN: usize = KEY_DIGEST_LEN + ROW_DIGEST_LEN;
+/// Bucket values per pipelined round trip when writing state.
+const WRITE_BATCH: usize = 2_000;
+
+/// The fields of a job's `meta` hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// M's clock at the last extraction (text)
+    Watermark,
+    /// the current generation of row digests
+    Generation,
+    /// buckets of that generation
+    Buckets,
+    /// rows in A after the last successful run; `-1`: the next run re-syncs in full
+    Rows,
+    LastSuccessMs,
+    LastError,
+    LastErrorMs,
+    /// failed runs since the state was last reset (`elt_job_failures_total`)
+    Failures,
+    /// SHA-256 of the job file of the last successful run
+    FileSha256,
+    /// the job's definition fingerprint of the last successful run (see `Job::definition`)
+    Definition,
+    /// `STATE_FORMAT` of the row state
+    Format,
+    /// the secret seed of the job's key summaries (a keyed hash nobody can aim at)
+    Seed,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Watermark => "wm",
+            Field::Generation => "gen",
+            Field::Buckets => "buckets",
+            Field::Rows => "rows",
+            Field::LastSuccessMs => "last_success_ms",
+            Field::LastError => "last_error",
+            Field::LastErrorMs => "last_error_ms",
+            Field::Failures => "failures",
+            Field::FileSha256 => "file_sha256",
+            Field::Definition => "definition_sha256",
+            Field::Format => "format",
+            Field::Seed => "seed",
+        }
+    }
+}
+
+/// How many rows the state was written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracked {
+    Rows(i64),
+    /// the run found more rows missing in A than one repair copies: re-sync in full
+    ResyncNext,
+}
+
+impl Tracked {
+    fn stored(self) -> i64 {
+        match self {
+            Tracked::Rows(n) => n,
+            Tracked::ResyncNext => -1,
+        }
+    }
+
+    fn read(v: i64) -> Tracked {
+        if v < 0 {
+            Tracked::ResyncNext
+        } else {
+            Tracked::Rows(v)
+        }
+    }
+
+    /// Rows, when known.
+    pub fn rows(self) -> Option<i64> {
+        match self {
+            Tracked::Rows(n) => Some(n),
+            Tracked::ResyncNext => None,
+        }
+    }
+}
+
+/// What Redis remembers of a job.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub watermark: Option<String>,
+    pub generation: u64,
+    pub buckets: u32,
+    pub tracked: Option<Tracked>,
+    pub last_success_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    pub file_sha256: Option<String>,
+    pub definition: Option<String>,
+    pub failures: u64,
+    pub format: Option<u64>,
+    pub seed: Option<i64>,
+}
+
+impl Meta {
+    fn from_map(m: &HashMap<String, String>) -> Meta {
+        let text = |f: Field| m.get(f.name()).cloned();
+        let num = |f: Field| m.get(f.name()).and_then(|v| v.parse::<u64>().ok());
+        Meta {
+            watermark: text(Field::Watermark),
+            generation: num(Field::Generation).unwrap_or(0),
+            buckets: num(Field::Buckets)
+                .map(|b| b.clamp(1, 1 << 24) as u32)
+                .unwrap_or(1),
+            tracked: m
+                .get(Field::Rows.name())
+                .and_then(|v| v.parse().ok())
+                .map(Tracked::read),
+            last_success_ms: num(Field::LastSuccessMs),
+            last_error: text(Field::LastError),
+            last_error_ms: num(Field::LastErrorMs),
+            file_sha256: text(Field::FileSha256),
+            definition: text(Field::Definition),
+            failures: num(Field::Failures).unwrap_or(0),
+            format: num(Field::Format),
+            seed: m.get(Field::Seed.name()).and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Sync state exists: a watermark and the row count it was written with.
+    pub fn has_sync_state(&self) -> bool {
+        self.watermark.is_some() && self.tracked.is_some()
+    }
+
+    /// The row state was written in this version's layout.
+    pub fn is_current_format(&self) -> bool {
+        self.format == Some(STATE_FORMAT)
+    }
+
+    /// Rows in A when the state was written, if known.
+    pub fn rows(&self) -> Option<i64> {
+        self.tracked.and_then(Tracked::rows)
+    }
+}
+
+/// Buckets are a power of two and take the top bits of the key digest, so records sorted by
+/// digest come out grouped by bucket whatever the bucket count.
+fn bucket_of(key: &KeyDigest, buckets: u32) -> u32 {
+    let bits = buckets.max(1).trailing_zeros();
+    if bits == 0 {
+        return 0;
+    }
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) >> (32 - bits)
+}
+
+/// Buckets for a generation holding `rows` entries.
+pub fn buckets_for(rows: u64) -> u32 {
+    (rows / ENTRIES_PER_BUCKET)
+        .max(1)
+        .next_power_of_two()
+        .min(1 << 24) as u32
+}
+
+/// A generation of row state: its number and bucket count.
+#[derive(Debug, Clone, Copy)]
+pub struct Generation {
+    pub generation: u64,
+    pub buckets: u32,
+}
+
+impl Generation {
+    /// A new generation for about `rows` rows. Numbered by the clock, so it never meets
+    /// the leftovers of an attempt killed before it could switch `gen` (those are removed
+    /// when a generation becomes current).
+    pub fn new(old: Option<&Meta>, rows: u64) -> Self {
+        Generation {
+            generation: now_ms().max(old.map_or(0, |m| m.generation + 1)),
+            buckets: buckets_for(rows),
+        }
+    }
+}
+
+/// What a successful run tells Redis after A committed.
+pub struct Commit {
+    pub watermark: String,
+    pub tracked: Tracked,
+    pub file_sha256: String,
+    pub definition: String,
+    /// A full run: the row state goes to a new generation.
+    pub full: bool,
+    /// The new generation, already written by `write_generation` during the run.
+    pub prewritten: Option<Generation>,
+    pub seed: i64,
+    /// The fault suite's hook between the row hashes and the watermark.
+    pub faults: crate::fault::Faults,
+}
+
+/// A new secret seed for a job's key summaries, from the operating system's randomness
+/// (the standard library's hasher keys).
+pub fn new_seed() -> i64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish() as i64
+}
+
+/// The Redis side of the state, behind named methods.
+pub struct StateStore {
+    conn: RedisConn,
+    keys: Keys,
+}
+
+impl StateStore {
+    /// Connects to `url` for one command (`status`, `reset-state`).
+    pub fn open(url: &str, prefix: &str) -> Result<Self> {
+        let mut target = RedisTarget::parse(url).map_err(|source| Error::RedisConnect {
+            url: crate::redact::mask(url),
+            source,
+        })?;
+        StateStore::connect(&mut target, url, prefix)
+    }
+
+    /// A new connection through `target` (`url` names it in errors, masked).
+    pub fn connect(target: &mut RedisTarget, url: &str, prefix: &str) -> Result<Self> {
+        let conn = target.connect().map_err(|source| Error::RedisConnect {
+            url: crate::redact::mask(url),
+            source,
+        })?;
+        Ok(StateStore {
+            conn,
+            keys: Keys::new(prefix, target.is_cluster()),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The connection, for the job locks (which share it).
+    pub fn conn(&mut self) -> &mut RedisConn {
+        &mut self.conn
+    }
+
+    /// The connection is gone: a later job reconnects.
+    pub fn is_broken(&self) -> bool {
+        !redis::ConnectionLike::is_open(&self.conn)
+    }
+
+    pub fn meta(&mut self, job: &str) -> Result<Option<Meta>> {
+        let m: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.meta(job))
+            .query(&mut self.conn)
+            .map_err(rd("reading job state"))?;
+        Ok((!m.is_empty()).then(|| Meta::from_map(&m)))
+    }
+
+    /// The stored row digests of `keys`: their buckets in one `MGET`, then a binary search.
+    pub fn lookup(
+        &mut self,
+        job: &str,
+        meta: &Meta,
+        keys: &[KeyDigest],
+    ) -> Result<Vec<Option<RowDigest>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut buckets: Vec<u32> = keys.iter().map(|k| bucket_of(k, meta.buckets)).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut cmd = redis::cmd("MGET");
+        for b in &buckets {
+            cmd.arg(self.keys.bucket(job, meta.generation, *b));
+        }
+        let values: Vec<Option<Vec<u8>>> = cmd
+            .query(&mut self.conn)
+            .map_err(rd("looking up row hashes"))?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let i = buckets.binary_search(&bucket_of(k, meta.buckets)).ok()?;
+                find(values.get(i)?.as_deref()?, k)
+            })
+            .collect())
+    }
+
+    /// Writes a run's pending hashes and then its watermark: the watermark last, so a crash
+    /// in between only makes the next run redo work.
+    pub fn commit(
+        &mut self,
+        job: &str,
+        old: Option<&Meta>,
+        pending: PendingState,
+        c: &Commit,
+    ) -> Result<()> {
+        let g = match (c.prewritten, old) {
+            (Some(g), _) => g,
+            (None, Some(m)) if !c.full => Generation {
+                generation: m.generation,
+                buckets: m.buckets,
+            },
+            _ => Generation::new(old, c.tracked.rows().unwrap_or(0).max(0) as u64),
+        };
+        let new_generation = old.is_none_or(|m| m.generation != g.generation);
+        // A prewritten generation already holds rows: later changes merge into it.
+        let empty = new_generation && c.prewritten.is_none();
+        self.write_records(job, g, empty, pending)?;
+        c.faults.reach(crate::fault::FaultPoint::State);
+        let fields: [(Field, String); 9] = [
+            (Field::Watermark, c.watermark.clone()),
+            (Field::Generation, g.generation.to_string()),
+            (Field::Buckets, g.buckets.to_string()),
+            (Field::Rows, c.tracked.stored().to_string()),
+            (Field::LastSuccessMs, now_ms().to_string()),
+            (Field::FileSha256, c.file_sha256.clone()),
+            (Field::Definition, c.definition.clone()),
+            (Field::Format, STATE_FORMAT.to_string()),
+            (Field::Seed, c.seed.to_string()),
+        ];
+        let mut hset = redis::cmd("HSET");
+        hset.arg(self.keys.meta(job));
+        for (f, v) in &fields {
+            hset.arg(f.name()).arg(v);
+        }
+        // A plain pipeline, not MULTI/EXEC: the Redis ACL then needs no transaction commands.
+        redis::pipe()
+            .add_command(hset)
+            .ignore()
+            .cmd("HDEL")
+            .arg(self.keys.meta(job))
+            .arg(Field::LastError.name())
+            .arg(Field::LastErrorMs.name())
+            .ignore()
+            .query::<()>(&mut self.conn)
+            .map_err(rd("writing the watermark"))?;
+        if new_generation {
+            self.delete_other_generations(job, g.generation)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a full run's rows as generation `g` of `job`, not yet current: `commit` with
+    /// `Commit::prewritten` switches to it once A has committed. Lets the state write
+    /// overlap the end of the run.
+    pub fn write_generation(
+        &mut self,
+        job: &str,
+        g: Generation,
+        pending: PendingState,
+    ) -> Result<()> {
+        self.write_records(job, g, true, pending)
+    }
+
+    /// Unlinks every bucket of generation `g` of `job` by name.
+    pub fn delete_generation(&mut self, job: &str, g: Generation) -> Result<()> {
+        let all: Vec<u32> = (0..g.buckets).collect();
+        for chunk in all.chunks(10_000) {
+            let mut cmd = redis::cmd("UNLINK");
+            for b in chunk {
+                cmd.arg(self.keys.bucket(job, g.generation, *b));
+            }
+            cmd.query::<()>(&mut self.conn)
+                .map_err(rd("deleting unused state"))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `pending` to the buckets of `g`; `empty`: the generation has no buckets yet,
+    /// so none need reading first.
+    fn write_records(
+        &mut self,
+        job: &str,
+        g: Generation,
+        empty: bool,
+        pending: PendingState,
+    ) -> Result<()> {
+        let keys = self.keys.clone();
+        let conn = &mut self.conn;
+        let key = |bucket: u32| keys.bucket(job, g.generation, bucket);
+        pending.replay(|records| {
+            let groups: Vec<&[Record]> = records
+                .chunk_by(|a, b| bucket_of(&a.key, g.buckets) == bucket_of(&b.key, g.buckets))
+                .collect();
+            for chunk in groups.chunks(WRITE_BATCH) {
+                // An existing generation is updated bucket by bucket (the job lock makes
+                // this read-modify-write safe), as is a small new one whose buckets may span
+                // several spill files.
+                let stored: Vec<Option<Vec<u8>>> = if empty && g.buckets as usize >= pending::PARTS
+                {
+                    vec![None; chunk.len()]
+                } else {
+                    let mut get = redis::cmd("MGET");
+                    for r in chunk {
+                        get.arg(key(bucket_of(&r[0].key, g.buckets)));
+                    }
+                    get.query(conn).map_err(rd("reading row hashes"))?
+                };
+                let mut pipe = redis::pipe();
+                for (r, old) in chunk.iter().zip(stored) {
+                    let k = key(bucket_of(&r[0].key, g.buckets));
+                    let value = merge_bucket(old.as_deref().unwrap_or_default(), r);
+                    if value.is_empty() {
+                        pipe.cmd("UNLINK").arg(k).ignore();
+                    } else {
+                        pipe.cmd("SET").arg(k).arg(value).ignore();
+                    }
+                }
+                pipe.query::<()>(conn).map_err(rd("writing row hashes"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Remembers a failure for `status`; sync state is left as it was.
+    pub fn record_failure(&mut self, job: &str, message: &str) -> Result<()> {
+        let key = self.keys.meta(job);
+        // A plain pipeline, not MULTI/EXEC: the two fields need no atomicity, and the
+        // Redis ACL then needs no transaction commands.
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(Field::LastError.name())
+            .arg(message)
+            .arg(Field::LastErrorMs.name())
+            .arg(now_ms())
+            .ignore()
+            // a counter for the metrics file, which cannot keep one itself
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg(Field::Failures.name())
+            .arg(1)
+            .ignore()
+            .query::<()>(&mut self.conn)
+            .map_err(rd("recording the job's failure"))
+    }
+
+    /// Forgets everything about `job` but its lock; returns how many keys went.
+    pub fn reset(&mut self, job: &str) -> Result<u64> {
+        let meta = self.keys.meta(job);
+        let mut n = self.unlink_matching(&self.keys.buckets_pattern(job), Some(&meta), |_| true)?;
+        n += redis::cmd("DEL")
+            .arg(&meta)
+            .query::<u64>(&mut self.conn)
+            .map_err(rd("deleting job state"))?;
+        Ok(n)
+    }
+
+    /// Names of jobs that have state under the prefix.
+    pub fn jobs_with_state(&mut self) -> Result<Vec<String>> {
+        let keys = self.keys.clone();
+        let mut names = Vec::new();
+        self.scan_pages(&keys.metas_pattern(), None, |_, page| {
+            names.extend(page.iter().filter_map(|k| keys.job_of_meta(k)));
+            Ok(())
+        })?;
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Unlinks the buckets of every generation of `job` but `keep`.
+    fn delete_other_generations(&mut self, job: &str, keep: u64) -> Result<u64> {
+        let kept = self.keys.generation_prefix(job, keep);
+        let meta = self.keys.meta(job);
+        self.unlink_matching(&self.keys.buckets_pattern(job), Some(&meta), |k| {
+            !k.starts_with(&kept)
+        })
+    }
+
+    /// Unlinks the keys matching `pattern` (and `which`) page by page, so memory stays
+    /// flat however many buckets an old generation had. `slot_of`: a key in the same
+    /// cluster slot as those keys.
+    fn unlink_matching(
+        &mut self,
+        pattern: &str,
+        slot_of: Option<&str>,
+        which: impl Fn(&str) -> bool,
+    ) -> Result<u64> {
+        let mut n = 0;
+        self.scan_pages(pattern, slot_of, |conn, page| {
+            let old: Vec<&String> = page.iter().filter(|k| which(k)).collect();
+            if !old.is_empty() {
+                n += redis::cmd("UNLINK")
+                    .arg(&old)
+                    .query::<u64>(conn)
+                    .map_err(rd("deleting old state"))?;
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Calls `page` with each page of keys matching `pattern` (SCAN may repeat a key), on
+    /// every node that can hold them.
+    fn scan_pages(
+        &mut self,
+        pattern: &str,
+        slot_of: Option<&str>,
+        mut page: impl FnMut(&mut RedisConn, Vec<String>) -> Result<()>,
+    ) -> Result<()> {
+        // one cursor per node: a cluster answers a multi-node SCAN once per master
+        let mut cursors: Vec<Option<u64>> = vec![Some(0)];
+        let mut first = true;
+        while cursors.iter().any(Option::is_some) {
+            let cursor = cursors.iter().flatten().next().copied().unwrap_or(0);
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let replies = if first || slot_of.is_some() || cursors.len() == 1 {
+                self.conn.scan_query(&cmd, slot_of)
+            } else {
+                // a cluster scanned on every master: continue node by node
+                self.conn.scan_query(&cmd, None)
+            }
+            .map_err(rd("listing keys"))?;
+            first = false;
+            let mut next = Vec::with_capacity(replies.len());
+            for reply in replies {
+                let (c, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                    .map_err(|e| Error::Job(format!("Redis: listing keys: {e}")))?;
+                if !keys.is_empty() {
+                    page(&mut self.conn, keys)?;
+                }
+                next.push((c != 0).then_some(c));
+            }
+            cursors = next;
+        }
+        Ok(())
+    }
+}
+
+/// The row digest stored for `key` in a bucket's value.
+fn find(bucket: &[u8], key: &KeyDigest) -> Option<RowDigest> {
+    let entries = bucket.len() / ENTRY_LEN;
+    let (mut lo, mut hi) = (0, entries);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let e = &bucket[mid * ENTRY_LEN..(mid + 1) * ENTRY_LEN];
+        match e[..KEY_DIGEST_LEN].cmp(&key[..]) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let mut d = [0u8; ROW_DIGEST_LEN];
+                d.copy_from_slice(&e[KEY_DIGEST_LEN..]);
+                return Some(d);
+            }
+        }
+    }
+    None
+}
+
+/// A bucket's new value: `old` (sorted entries) with `changes` (sorted by key, one per key)
+/// applied.
+fn merge_bucket(old: &[u8], changes: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(old.len() + changes.len() * ENTRY_LEN);
+    let mut entries = old.chunks_exact(ENTRY_LEN).peekable();
+    for c in changes {
+        while let Some(e) = entries.next_if(|e| e[..KEY_DIGEST_LEN] < c.key[..]) {
+            out.extend_from_slice(e);
+        }
+        entries.next_if(|e| e[..KEY_DIGEST_LEN] == c.key[..]);
+        if c.op == Op::Set {
+            out.extend_from_slice(&c.key);
+            out.extend_from_slice(&c.row);
+        }
+    }
+    for e in entries {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_grow_with_rows() {
+        assert_eq!(buckets_for(0), 1);
+        assert_eq!(buckets_for(1_000_000), 65536);
+    }
+
+    fn rec(op: Op, k: u8, r: u8) -> Record {
+        Record {
+            op,
+            key: [k; KEY_DIGEST_LEN],
+            row: [r; ROW_DIGEST_LEN],
+        }
+    }
+
+    #[test]
+    fn buckets_merge_changes_in_key_order() {
+        let old = merge_bucket(&[], &[rec(Op::Set, 2, 20), rec(Op::Set, 4, 40)]);
+        assert_eq!(find(&old, &[4; KEY_DIGEST_LEN]), Some([40; ROW_DIGEST_LEN]));
+        assert_eq!(find(&old, &[3; KEY_DIGEST_LEN]), None);
+        let new = merge_bucket(
+            &old,
+            &[
+                rec(Op::Set, 1, 10),
+                rec(Op::Delete, 2, 0),
+                rec(Op::Set, 4, 41),
+                rec(Op::Set, 5, 50),
+            ],
+        );
+        assert_eq!(new.len(), 3 * ENTRY_LEN);
+        assert_eq!(find(&new, &[1; KEY_DIGEST_LEN]), Some([10; ROW_DIGEST_LEN]));
+        assert_eq!(find(&new, &[2; KEY_DIGEST_LEN]), None);
+        assert_eq!(find(&new, &[4; KEY_DIGEST_LEN]), Some([41; ROW_DIGEST_LEN]));
+        assert!(
+            merge_bucket(
+                &new,
+                &[
+                    rec(Op::Delete, 1, 0),
+                    rec(Op::Delete, 4, 0),
+                    rec(Op::Delete, 5, 0)
+                ]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn tracked_rows_round_trip() {
+        assert_eq!(
+            Tracked::read(Tracked::ResyncNext.stored()),
+            Tracked::ResyncNext
+        );
+        assert_eq!(Tracked::read(5), Tracked::Rows(5));
+    }
+}
