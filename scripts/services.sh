@@ -9,6 +9,9 @@
 #   scripts/services.sh stop DIR      stop both and remove their data
 #   scripts/services.sh status DIR    exit 0 when both servers of DIR answer
 #   scripts/services.sh ensure-redis  install redis-server with apt-get when missing (root only)
+#   scripts/services.sh ensure-pgbouncer
+#                                     install pgbouncer with apt-get when missing (root only;
+#                                     its system service is not started)
 #
 # Only stdout carries the env lines; progress and errors go to stderr, so
 # `eval "$(scripts/services.sh start DIR)"` works too. Safe to call concurrently,
@@ -26,7 +29,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -56,6 +59,22 @@ ensure_redis() {
     fi
     apt_install redis-server redis-tools
     command -v redis-server >/dev/null || die "redis-server still missing after install"
+}
+
+ensure_pgbouncer() {
+    if command -v pgbouncer >/dev/null; then
+        return 0
+    fi
+    # tests call this in parallel: one apt-get at a time, the others find it installed
+    local lock=${TMPDIR:-/tmp}/elt-services-apt.lock
+    exec 7>>"$lock"
+    flock 7
+    if ! command -v pgbouncer >/dev/null; then
+        apt_install pgbouncer
+    fi
+    flock -u 7
+    exec 7>&-
+    command -v pgbouncer >/dev/null || die "pgbouncer still missing after install"
 }
 
 # Sets PG_BIN to a directory holding initdb, pg_ctl, pg_isready.
@@ -397,6 +416,10 @@ case "$cmd" in
 ensure-redis)
     [ $# -eq 0 ] || usage
     ensure_redis
+    ;;
+ensure-pgbouncer)
+    [ $# -eq 0 ] || usage
+    ensure_pgbouncer
     ;;
 start | stop | status)
     [ $# -eq 1 ] && [ -n "$1" ] || usage

@@ -16,6 +16,12 @@ use serde_json::Value;
 
 use crate::common::{TestEnv, elt_bin, repo_root};
 
+// Production set-ups: a streaming standby, PgBouncer in transaction mode, Redis Sentinel and
+// Redis Cluster (each self-contained; see the module docs for what they use from here).
+pub mod bouncer;
+pub mod redis_ha;
+pub mod standby;
+
 /// `elt` as a plain process with the settings of `env` (as `TestEnv::elt` gives them), so a
 /// test can start it, watch it and kill it.
 pub fn elt_std(env: &TestEnv) -> Command {
