@@ -1553,10 +1553,12 @@ pub fn conflict_columns(upsert_sql: &str) -> Option<Vec<String>> {
 /// reads it.
 pub fn created_columns(create_sql: &str) -> Option<Vec<(String, String)>> {
     let info = sql::create_info(&sql::parse_one(create_sql).ok()?)?;
+    // the parser prints type names in upper case; PostgreSQL folds unquoted ones anyway
+    let fold = |t: String| if t.contains('"') { t } else { t.to_lowercase() };
     Some(
         info.columns?
             .into_iter()
-            .map(|c| (c.name, c.data_type))
+            .map(|c| (c.name, fold(c.data_type)))
             .collect(),
     )
 }

@@ -25,9 +25,11 @@ pub struct JobStatus {
     pub last_error_at: Option<String>,
     /// Failed runs recorded since the state was last reset.
     pub failures: u64,
-    /// The job file's SHA-256 differs from the one of its last successful run: the next run
-    /// uses the new SQL (consider `reset-state` if the change needs a full re-sync).
+    /// The job file's SHA-256 differs from the one of its last successful run.
     pub file_changed_since_last_run: bool,
+    /// The job's definition (statements, TARGET_TABLE, KEY_COLUMNS) differs from the one of
+    /// its last successful run: the next run re-synchronises it in full.
+    pub definition_changed_since_last_run: bool,
     pub has_file: bool,
     /// State in Redis but no job file: `elt reset-state --orphans` removes it.
     pub orphan: bool,
@@ -48,14 +50,36 @@ pub fn short_age(secs: u64) -> String {
     }
 }
 
+/// What the job file says now, for comparing with the state.
+#[derive(Debug, Clone, Default)]
+pub struct FileFacts {
+    pub sha256: Option<String>,
+    /// the definition fingerprint, when the file is a valid job
+    pub definition: Option<String>,
+}
+
+impl FileFacts {
+    fn read(path: &std::path::Path) -> FileFacts {
+        use sha2::Digest;
+        let sha256 = std::fs::read(path)
+            .ok()
+            .map(|b| job::hex(&sha2::Sha256::digest(&b)));
+        FileFacts {
+            sha256,
+            definition: job::load(path).ok().map(|j| j.definition),
+        }
+    }
+}
+
 /// The state of one job, from its file (if any), its meta (if any) and the clock.
 pub fn job_status(
     name: &str,
-    file_sha256: Option<&str>,
-    has_file: bool,
+    file: Option<&FileFacts>,
     meta: Option<&Meta>,
     now: u64,
 ) -> JobStatus {
+    let has_file = file.is_some();
+    let file_sha256 = file.and_then(|f| f.sha256.as_deref());
     let m = meta.cloned().unwrap_or_default();
     let failing = match (m.last_error_ms, m.last_success_ms) {
         (Some(e), Some(s)) => e > s,
@@ -86,6 +110,14 @@ pub fn job_status(
             (file_sha256, m.file_sha256.as_deref()),
             (Some(d), Some(s)) if d != s
         ),
+        // as the run decides (`FullSync::reason`): state from before definitions were
+        // recorded goes by the file's digest
+        definition_changed_since_last_run: match (file, &m.definition) {
+            (None, _) => false,
+            _ if m.last_success_ms.is_none() => false,
+            (Some(f), Some(d)) => f.definition.as_deref().is_some_and(|x| x != d),
+            (Some(f), None) => f.sha256.is_some() && f.sha256 != m.file_sha256,
+        },
         has_file,
         orphan,
     }
@@ -120,27 +152,14 @@ pub fn known_jobs(
     Ok(names)
 }
 
-fn file_sha256(path: &std::path::Path) -> Option<String> {
-    use sha2::Digest;
-    std::fs::read(path)
-        .ok()
-        .map(|b| job::hex(&sha2::Sha256::digest(&b)))
-}
-
 pub fn status(settings: &Settings, json: bool) -> Result<i32> {
     let mut store = StateStore::open(&settings.redis_url, &settings.redis_prefix)?;
     let now = now_ms();
     let mut out = Vec::new();
     for (name, path) in known_jobs(settings, &mut store)? {
         let meta = store.meta(&name)?;
-        let digest = path.as_deref().and_then(file_sha256);
-        out.push(job_status(
-            &name,
-            digest.as_deref(),
-            path.is_some(),
-            meta.as_ref(),
-            now,
-        ));
+        let file = path.as_deref().map(FileFacts::read);
+        out.push(job_status(&name, file.as_ref(), meta.as_ref(), now));
     }
     if json {
         println!("{}", serde_json::json!({ "jobs": out }));
@@ -189,8 +208,10 @@ pub fn table(jobs: &[JobStatus]) -> String {
                 s.rows_tracked.map(|r| r.to_string()).unwrap_or_else(dash),
                 if !s.has_file {
                     "missing".into()
-                } else if s.file_changed_since_last_run {
+                } else if s.definition_changed_since_last_run {
                     "changed".into()
+                } else if s.file_changed_since_last_run {
+                    "edited".into()
                 } else {
                     dash()
                 },
@@ -230,9 +251,19 @@ pub fn table(jobs: &[JobStatus]) -> String {
         out.push_str(&line(r));
     }
     let mut notes = Vec::new();
-    if jobs.iter().any(|j| j.file_changed_since_last_run) {
+    if jobs.iter().any(|j| j.definition_changed_since_last_run) {
         notes.push(
-            "changed: the job file changed since its last successful run; the next run uses it",
+            "changed: the job's statements, TARGET_TABLE or KEY_COLUMNS changed since its last \
+             successful run; the next run re-synchronises it in full",
+        );
+    }
+    if jobs
+        .iter()
+        .any(|j| j.file_changed_since_last_run && !j.definition_changed_since_last_run)
+    {
+        notes.push(
+            "edited: the job file changed, but not what it does (white space, comments); the \
+             next run is incremental",
         );
     }
     if jobs.iter().any(|j| j.orphan) {
@@ -265,6 +296,7 @@ mod tests {
             last_error: error.map(|e| e.1.to_string()),
             last_error_ms: error.map(|e| e.0),
             file_sha256: Some(sha.into()),
+            definition: Some(format!("def-{sha}")),
             failures: u64::from(error.is_some()),
             ..Meta::default()
         }
@@ -273,10 +305,13 @@ mod tests {
     #[test]
     fn states_and_marks() {
         let now = 10_000_000;
+        let file = |sha: &str| FileFacts {
+            sha256: Some(sha.into()),
+            definition: Some(format!("def-{sha}")),
+        };
         let ok = job_status(
             "a",
-            Some("s1"),
-            true,
+            Some(&file("s1")),
             Some(&meta(Some(now - 65_000), None, "s1")),
             now,
         );
@@ -284,24 +319,28 @@ mod tests {
         assert_eq!(ok.last_success_age_s, Some(65));
         assert!(!ok.file_changed_since_last_run && !ok.orphan);
 
-        let changed = job_status("b", Some("s2"), true, Some(&meta(Some(1), None, "s1")), now);
-        assert!(changed.file_changed_since_last_run);
+        let changed = job_status(
+            "b",
+            Some(&file("s2")),
+            Some(&meta(Some(1), None, "s1")),
+            now,
+        );
+        assert!(changed.file_changed_since_last_run && changed.definition_changed_since_last_run);
 
         let failing = job_status(
             "c",
-            Some("s1"),
-            true,
+            Some(&file("s1")),
             Some(&meta(Some(1), Some((2, "boom\ndetail")), "s1")),
             now,
         );
         assert_eq!(failing.state, "failing");
         assert_eq!(failing.failures, 1);
 
-        let orphan = job_status("d", None, false, Some(&meta(Some(1), None, "s1")), now);
+        let orphan = job_status("d", None, Some(&meta(Some(1), None, "s1")), now);
         assert_eq!(orphan.state, "orphan");
         assert!(orphan.orphan);
 
-        let new = job_status("e", Some("s1"), true, None, now);
+        let new = job_status("e", Some(&file("s1")), None, now);
         assert_eq!(new.state, "never run");
 
         let t = table(&[ok, changed, failing, orphan, new]);

@@ -156,7 +156,16 @@ impl<'c> Tx<'c> {
 
     /// Prepares a statement; notes when the driver had to look up a user-defined type.
     pub fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
-        let stmt = self.inner.prepare(sql)?;
+        self.prepare_typed(sql, &[])
+    }
+
+    /// `prepare` with the types of (some of) the parameters given.
+    pub fn prepare_typed(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> std::result::Result<Statement, postgres::Error> {
+        let stmt = self.inner.prepare_typed(sql, types)?;
         let custom = |t: &Type| Type::from_oid(t.oid()).is_none();
         if stmt.params().iter().any(custom) || stmt.columns().iter().any(|c| custom(c.type_())) {
             self.custom_types.store(true, Ordering::SeqCst);

@@ -68,10 +68,10 @@ impl Plan {
         let shape =
             upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
         check_target_columns(a, job, &shape.columns)?;
-        let ups_stmt = a
-            .prepare(&upsert.sql)
-            .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
         let cols = src_stmt.columns();
+        let ups_stmt = a
+            .prepare_typed(&upsert.sql, &placeholder_types(&shape, cols))
+            .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
         let params = ups_stmt.params();
         if cols.len() != params.len() {
             return Err(Error::Job(format!(
@@ -218,6 +218,35 @@ impl Plan {
             key_columns: job.key_columns.clone(),
         })
     }
+}
+
+/// The types the upsert's placeholders are prepared with: a bare `%s` takes its column's
+/// type (PostgreSQL infers it), but one inside an expression (`coalesce(%s, 0)`,
+/// `upper(%s)`) takes the type of the source column it is bound to, as a typed parameter of
+/// psycopg would, rather than what PostgreSQL would guess from the expression (`integer`
+/// for `coalesce(%s, 0)`, whatever the value). M's own types (enums, domains) are left to
+/// inference: A may not have them.
+fn placeholder_types(shape: &UpsertShape, source: &[postgres::Column]) -> Vec<Type> {
+    let mut types = vec![Type::UNKNOWN; source.len()];
+    for expr in &shape.value_exprs {
+        let toks = tokenize(expr);
+        if toks.len() == 1 {
+            continue; // a bare placeholder
+        }
+        for t in toks.iter().filter(|t| t.kind == Kind::Param) {
+            let Some(i) = t.text[1..]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+            else {
+                continue;
+            };
+            if let Some(c) = source.get(i).filter(|c| c.type_().oid() < FIRST_USER_OID) {
+                types[i] = c.type_().clone();
+            }
+        }
+    }
+    types
 }
 
 /// Types whose name without a length means length 1 (`bit`): a staging column of that
