@@ -24,7 +24,7 @@ fn signal(child: &Child, sig: &str) {
 fn two_jobs(env: &TestEnv) {
     env.products_fixture(20);
     std::fs::remove_file(env.job_path("products")).unwrap();
-    env.write_job("a_products", &PRODUCTS_JOB);
+    env.write_job("a_products", PRODUCTS_JOB);
     env.write_job(
         "b_products",
         &PRODUCTS_JOB
