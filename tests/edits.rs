@@ -199,7 +199,10 @@ fn status_shows_a_changed_definition_until_a_run_succeeds_with_it() {
         .lines()
         .find(|l| l.starts_with("products"))
         .unwrap_or("");
-    assert!(row.contains(" changed "), "{text}");
+    assert!(
+        row.contains(" changed ") && row.contains(" re-sync "),
+        "{text}"
+    );
     assert!(text.contains("re-synchronises it in full"), "{text}");
     // fixed: the successful run re-syncs and status is clean again
     env.write_job(

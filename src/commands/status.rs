@@ -193,10 +193,11 @@ pub fn table(jobs: &[JobStatus]) -> String {
         "WATERMARK",
         "ROWS",
         "FILE",
+        "NEXT RUN",
         "LAST ERROR",
     ];
     let dash = || "-".to_string();
-    let rows: Vec<[String; 8]> = jobs
+    let rows: Vec<[String; 9]> = jobs
         .iter()
         .map(|s| {
             [
@@ -208,10 +209,13 @@ pub fn table(jobs: &[JobStatus]) -> String {
                 s.rows_tracked.map(|r| r.to_string()).unwrap_or_else(dash),
                 if !s.has_file {
                     "missing".into()
-                } else if s.definition_changed_since_last_run {
-                    "changed".into()
                 } else if s.file_changed_since_last_run {
-                    "edited".into()
+                    "changed".into()
+                } else {
+                    dash()
+                },
+                if s.definition_changed_since_last_run {
+                    "re-sync".into()
                 } else {
                     dash()
                 },
@@ -251,19 +255,14 @@ pub fn table(jobs: &[JobStatus]) -> String {
         out.push_str(&line(r));
     }
     let mut notes = Vec::new();
+    if jobs.iter().any(|j| j.file_changed_since_last_run) {
+        notes.push("changed: the job file changed since its last successful run");
+    }
     if jobs.iter().any(|j| j.definition_changed_since_last_run) {
         notes.push(
-            "changed: the job's statements, TARGET_TABLE or KEY_COLUMNS changed since its last \
-             successful run; the next run re-synchronises it in full",
-        );
-    }
-    if jobs
-        .iter()
-        .any(|j| j.file_changed_since_last_run && !j.definition_changed_since_last_run)
-    {
-        notes.push(
-            "edited: the job file changed, but not what it does (white space, comments); the \
-             next run is incremental",
+            "re-sync: the job's statements, TARGET_TABLE or KEY_COLUMNS changed since its last \
+             successful run; the next run re-synchronises it in full (a change of white space \
+             or comments alone does not count)",
         );
     }
     if jobs.iter().any(|j| j.orphan) {

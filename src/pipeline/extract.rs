@@ -19,8 +19,8 @@ use postgres::{CopyOutReader, Portal, Transaction};
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
 use crate::pipeline::digest::{self, push_field};
-use crate::pipeline::keymerge::KeySum;
 use crate::pipeline::plan::Plan;
+use crate::pipeline::reconcile::summary::KeySummary;
 use crate::state::{KeyDigest, RowDigest};
 
 /// Rows fetched from M per round trip (and looked up in Redis per pipeline).
@@ -39,8 +39,8 @@ pub struct Batch {
     rows: Vec<Range<usize>>,
     pub keys: Vec<KeyDigest>,
     pub digests: Vec<RowDigest>,
-    /// summary of the batch's keys when the key is one column (see `KeySum`)
-    pub key_sum: KeySum,
+    /// summary of the batch's keys when the key is one column (see `KeySummary`)
+    pub key_sum: KeySummary,
     /// milliseconds spent fetching and digesting this batch
     pub fetch_ms: u64,
     pub digest_ms: u64,
@@ -63,7 +63,7 @@ impl Batch {
     /// Records the row whose key fields start at `key` and its source fields at `source`.
     fn add(&mut self, plan: &Plan, key: usize, source: usize, end: usize) {
         if plan.key_count == 1 {
-            self.key_sum.add_field(&self.data[key..source]);
+            self.key_sum.add_field(&self.data[key..source], plan.seed);
         }
         self.keys.push(digest::key_digest(&self.data[key..source]));
         self.digests

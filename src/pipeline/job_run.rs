@@ -11,12 +11,12 @@ use crate::fault::FaultPoint;
 use crate::job::Job;
 use crate::lock::JobLock;
 use crate::pipeline::RunOptions;
-use crate::pipeline::deletes::{Guard, Reconciler};
 use crate::pipeline::extract::{self, Batch, CopyRows, PortalRows};
-use crate::pipeline::keymerge::{KeySum, MAX_REPAIR};
 use crate::pipeline::load::{self, DirectCopy, Loader};
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::prewrite::Prewrite;
+use crate::pipeline::reconcile::summary::KeySummary;
+use crate::pipeline::reconcile::{Guard, MAX_REPAIR, Reconciler};
 use crate::pipeline::watermark::{self, Bound};
 use crate::progress::Stage;
 use crate::report::JobReport;
@@ -133,7 +133,7 @@ pub struct JobRun<'r> {
     loader: Loader,
     prewritten: Option<Prewrite>,
     /// the keys loaded straight into an empty target, which then holds nothing else
-    loaded: Option<KeySum>,
+    loaded: Option<KeySummary>,
     report: JobReport,
 }
 
@@ -174,7 +174,12 @@ impl<'r> JobRun<'r> {
         }
         // One snapshot of M for the rows, the watermark and the keys, so they agree.
         let mut m = m.begin(Access::Snapshot)?;
-        let plan = Plan::build(job, &mut m, &mut a)?;
+        let mut plan = Plan::build(job, &mut m, &mut a)?;
+        plan.seed = cx
+            .meta
+            .as_ref()
+            .and_then(|m| m.seed)
+            .unwrap_or_else(crate::state::new_seed);
         let previous = cx.meta.as_ref().and_then(|m| m.watermark.as_deref());
         let watermark = watermark::read_new(&mut m, cx.settings.overlap, previous)?;
         let stored = previous.filter(|_| full.is_none());
@@ -362,6 +367,7 @@ impl<'r> JobRun<'r> {
                 force: opts.force_deletes,
             },
             loaded: self.loaded,
+            seed: self.plan.seed,
         };
         let found = reconciler.run(&mut self.m, &mut self.a, &mut self.pending)?;
         self.report.rows_deleted = found.deleted;
@@ -486,9 +492,13 @@ struct Source<'s, 'r> {
 }
 
 impl Source<'_, '_> {
-    /// Reads the source; the summary of the keys read (see `KeySum`).
-    fn read(&mut self, how: Read, mut changed: impl FnMut(&[u8]) -> Result<()>) -> Result<KeySum> {
-        let mut key_sum = KeySum::default();
+    /// Reads the source; the summary of the keys read (see `KeySummary`).
+    fn read(
+        &mut self,
+        how: Read,
+        mut changed: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<KeySummary> {
+        let mut key_sum = KeySummary::default();
         let wm = self.watermark.to_string();
         let full = matches!(how, Read::Copy);
         let lookup = self.cx.meta.clone().filter(|_| !full);

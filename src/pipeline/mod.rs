@@ -3,14 +3,13 @@
 //! one job at a time as a [`job_run::JobRun`]: extract from M, diff against Redis, load into
 //! A, reconcile deletions, and, only after A commits, write the state.
 
-pub mod deletes;
 pub mod digest;
 pub mod extract;
 mod job_run;
-pub mod keymerge;
 pub mod load;
 pub mod plan;
 pub mod prewrite;
+pub mod reconcile;
 pub mod watermark;
 
 use std::time::Instant;

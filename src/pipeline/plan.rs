@@ -46,6 +46,8 @@ pub struct Plan {
     pub repair_sql: Option<String>,
     pub target: String,
     pub key_columns: Vec<String>,
+    /// The job's secret seed for key summaries (from its state, or new).
+    pub seed: i64,
 }
 
 impl Plan {
@@ -142,7 +144,7 @@ impl Plan {
             format!(
                 "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
                 strip_trailing_semicolon(&translate(&sql).sql),
-                crate::pipeline::deletes::key_text(&job.key_columns, "elt_src")
+                crate::pipeline::reconcile::key_text(&job.key_columns, "elt_src")
             )
         });
 
@@ -216,6 +218,7 @@ impl Plan {
             repair_sql,
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
+            seed: 0,
         })
     }
 }

@@ -1,18 +1,16 @@
-//! Deletions for a key of one integer column: both databases stream their keys in order by
-//! binary COPY and elt merges the two streams, so each side reads its keys once (an index
-//! scan where there is one), nothing is written to a temporary table, and the rows to
-//! delete are found however scattered they are.
+//! Key comparison for a key of one integer column when many keys differ: both databases
+//! stream their keys in order and elt merges the two streams, so each side reads its keys
+//! once (an index scan where there is one), nothing is written to a temporary table, and
+//! the rows to delete are found however scattered they are.
 
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use postgres::Transaction;
 
+use super::MAX_REPAIR;
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
-
-/// Keys missing in A repaired per run at most; the next run continues.
-pub const MAX_REPAIR: i64 = 100_000;
 
 /// A key in merge order: integers ascending, NULL last (`ORDER BY 1`'s order on both sides).
 type Key = (bool, i64);
@@ -271,127 +269,5 @@ fn stream_with(
         if rows.len() < FETCH as usize {
             return Ok(());
         }
-    }
-}
-
-/// Moduli of `KeySum`'s two power sums (squares and cubes: a sum of linear terms would
-/// not tell {1, 4} from {2, 3}); below 2^31, so products stay below 2^62.
-const P: [i64; 2] = [2_147_483_629, 2_147_483_587];
-
-/// An order-independent summary of a multiset of integer keys, computed alike by elt over
-/// the keys it loaded and by PostgreSQL over SELECT_KEYS_SQL: equal summaries mean equal
-/// key sets (a difference that kept the count, the sum and both hash sums equal would
-/// have to be built on purpose).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct KeySum {
-    rows: i64,
-    non_null: i64,
-    sum: i128,
-    h: [i128; 2],
-    /// a key was not an integer: the summary cannot be compared
-    invalid: bool,
-}
-
-impl KeySum {
-    /// Adds one key given as its text field in COPY binary form.
-    pub fn add_field(&mut self, field: &[u8]) {
-        self.rows += 1;
-        let Some(len) = field.get(..4) else {
-            self.invalid = true;
-            return;
-        };
-        if i32::from_be_bytes([len[0], len[1], len[2], len[3]]) < 0 {
-            return;
-        }
-        match std::str::from_utf8(&field[4..])
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-        {
-            Some(v) => {
-                self.non_null += 1;
-                self.sum += v as i128;
-                let x = v % P[0];
-                self.h[0] += ((x * x) % P[0]) as i128;
-                let x = v % P[1];
-                self.h[1] += (((x * x) % P[1]) * x % P[1]) as i128;
-            }
-            None => self.invalid = true,
-        }
-    }
-
-    pub fn merge(&mut self, other: &KeySum) {
-        self.rows += other.rows;
-        self.non_null += other.non_null;
-        self.sum += other.sum;
-        self.h[0] += other.h[0];
-        self.h[1] += other.h[1];
-        self.invalid |= other.invalid;
-    }
-
-    /// Keys summed, NULLs included.
-    pub fn rows(&self) -> i64 {
-        self.rows
-    }
-
-    pub fn is_valid(&self) -> bool {
-        !self.invalid
-    }
-
-    /// The same summary computed by PostgreSQL over `col` of `from`.
-    pub fn query(tx: &mut Transaction<'_>, db: Db, from: &str, col: &str) -> Result<KeySum> {
-        let v = format!("t.{col}::int8");
-        let (x0, x1) = (format!("({v} % {})", P[0]), format!("({v} % {})", P[1]));
-        let sql = format!(
-            "SELECT count(*), count({v}), coalesce(sum({v}), 0)::text, \
-                    coalesce(sum(({x0} * {x0}) % {p0}), 0)::text, \
-                    coalesce(sum(((({x1} * {x1}) % {p1}) * {x1}) % {p1}), 0)::text \
-             FROM {from}",
-            p0 = P[0],
-            p1 = P[1]
-        );
-        let row = tx
-            .query_one(&sql, &[])
-            .map_err(pg(db, "summarising the keys"))?;
-        let num = |i: usize| -> Result<i128> {
-            let t: String = row.try_get(i).map_err(pg(db, "summarising the keys"))?;
-            t.parse()
-                .map_err(|_| Error::Job(format!("{db} summed keys to {t:?}, not an integer")))
-        };
-        Ok(KeySum {
-            rows: row.try_get(0).map_err(pg(db, "summarising the keys"))?,
-            non_null: row.try_get(1).map_err(pg(db, "summarising the keys"))?,
-            sum: num(2)?,
-            h: [num(3)?, num(4)?],
-            invalid: false,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn field(t: Option<&str>) -> Vec<u8> {
-        let mut f = Vec::new();
-        crate::pipeline::digest::push_field(&mut f, t.map(str::as_bytes));
-        f
-    }
-
-    #[test]
-    fn key_sums_tell_swapped_keys_apart() {
-        let sum = |keys: &[Option<&str>]| {
-            let mut s = KeySum::default();
-            for k in keys {
-                s.add_field(&field(*k));
-            }
-            s
-        };
-        let a = sum(&[Some("1"), Some("4"), None]);
-        assert_eq!(a, sum(&[None, Some("4"), Some("1")]));
-        // same count and same plain sum, different keys
-        assert_ne!(a, sum(&[Some("2"), Some("3"), None]));
-        assert_ne!(a, sum(&[Some("1"), Some("4")]));
-        assert!(!sum(&[Some("x")]).is_valid());
-        assert!(sum(&[Some("-9223372036854775808")]).is_valid());
     }
 }

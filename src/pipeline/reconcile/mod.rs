@@ -1,0 +1,358 @@
+//! Deletions and drift: compares the keys M's `SELECT_KEYS_SQL` returns with the keys of
+//! the target in A, deletes the rows M no longer has (NULL-safe, within the delete guards)
+//! and finds the keys A lacks (for drift repair).
+//!
+//! Cost follows what differs: first a keyed summary of each side's key set (see `summary`),
+//! computed inside both databases at once; equal summaries mean nothing to delete or repair
+//! and no key moves. Otherwise per-bucket digests find the buckets that differ, and only
+//! their keys are compared; when too many differ for that to pay, an integer key falls back
+//! to an ordered merge of both sides (`merge`) and other keys to a temporary table on A.
+
+mod buckets;
+mod merge;
+pub mod summary;
+
+use postgres::Transaction;
+use postgres::types::Type;
+
+use crate::db::{Tx, quote_ident};
+use crate::error::{Db, Error, Result, pg};
+use crate::job::Job;
+use crate::pipeline::digest::key_digest_of;
+use crate::placeholders::strip_trailing_semicolon;
+use crate::state::PendingState;
+use summary::KeySummary;
+
+/// Keys missing in A repaired per run at most; the next run continues.
+pub const MAX_REPAIR: i64 = 100_000;
+/// Deletions this small are never refused: the guards are for accidents on real tables.
+pub const GUARD_MIN_ROWS: u64 = 1000;
+/// Below this many rows both sides are asked one after the other: a thread costs more.
+const PARALLEL_MIN_ROWS: i64 = 50_000;
+/// Keys per bucket of the digest level aimed at.
+const KEYS_PER_BUCKET: i64 = 1024;
+/// At most this many keys are read into memory to compare differing buckets.
+const IN_MEMORY_KEYS: i64 = 200_000;
+
+/// Limits on what one run may delete.
+pub struct Guard {
+    /// Refuse deleting more than this share of the target's rows (1.0: no limit).
+    pub max_fraction: f64,
+    /// `--force-deletes`: this run is allowed anyway.
+    pub force: bool,
+}
+
+impl Guard {
+    /// Refuses to empty a target of `GUARD_MIN_ROWS` rows or more because M returned no key.
+    fn check_source_not_empty(&self, m_keys: i64, a_rows: i64, target: &str) -> Result<()> {
+        if m_keys == 0 && a_rows as u64 >= GUARD_MIN_ROWS && !self.force {
+            return Err(Error::Job(format!(
+                "delete guard: SELECT_KEYS_SQL returned no rows while {target} holds {a_rows}; \
+                 refusing to delete them all (nothing was changed; if M's table really is \
+                 empty, run this job once with `elt run-job JOB --force-deletes`)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses deleting more than `max_fraction` of the target (deletions of at least
+    /// `GUARD_MIN_ROWS` rows).
+    fn check_share(&self, deleting: u64, a_rows: i64, target: &str) -> Result<()> {
+        if deleting >= GUARD_MIN_ROWS
+            && (deleting as f64) > self.max_fraction * a_rows as f64
+            && !self.force
+        {
+            return Err(Error::Job(format!(
+                "delete guard: this run would delete {deleting} of {a_rows} rows of {target} \
+                 (more than MAX_DELETE_FRACTION {}); nothing was changed; if this is intended, \
+                 run this job once with `elt run-job JOB --force-deletes`",
+                self.max_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What reconciling keys found.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub deleted: u64,
+    /// Rows in the target before the deletions (after the load).
+    pub target_rows: i64,
+    /// Keys (in `key_text` form) that M has and A lacks.
+    pub missing: Vec<String>,
+}
+
+/// SQL over the keys of both sides; the seed is `$1` wherever a hash is.
+pub(super) struct KeySql {
+    /// the key columns, quoted
+    cols: Vec<String>,
+    /// one integer column on both sides: hash the number itself, not its text
+    integer: bool,
+    seed: i64,
+    mask: u32,
+    /// `(SELECT_KEYS_SQL) AS t`
+    keys_from: String,
+    /// `TARGET_TABLE AS t`
+    target_from: String,
+    target: String,
+}
+
+impl KeySql {
+    fn list(&self) -> String {
+        self.cols.join(", ")
+    }
+
+    /// The keyed hash of a key: the same on M and A for the same key values. A single
+    /// column hashes its own text (NULL hashes to NULL on both sides alike); several hash
+    /// the text of their row, which keeps column boundaries and NULLs apart.
+    fn hash(&self, alias: &str) -> String {
+        let parts: Vec<String> = self.cols.iter().map(|c| format!("{alias}.{c}")).collect();
+        match parts.as_slice() {
+            [one] if self.integer => format!("hashint8extended({one}::int8, $1)"),
+            [one] => format!("hashtextextended({one}::text, $1)"),
+            _ => format!("hashtextextended(row({})::text, $1)", parts.join(", ")),
+        }
+    }
+
+    fn part_texts(&self, alias: &str) -> String {
+        self.cols
+            .iter()
+            .map(|c| format!("{alias}.{c}::text"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key as one text value, the form drift repair matches on.
+    fn text(&self, alias: &str) -> String {
+        text_of(&self.cols, alias)
+    }
+
+    fn join(&self, left: &str, right: &str, op: &str) -> String {
+        self.cols
+            .iter()
+            .map(|c| format!("{left}.{c} {op} {right}.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn all_not_null(&self, alias: &str) -> String {
+        self.cols
+            .iter()
+            .map(|c| format!("{alias}.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+fn text_of(quoted: &[String], alias: &str) -> String {
+    let parts: Vec<String> = quoted.iter().map(|c| format!("{alias}.{c}")).collect();
+    match parts.as_slice() {
+        [one] => format!("{one}::text"),
+        _ => format!("row({})::text", parts.join(", ")),
+    }
+}
+
+/// The SQL expression of `cols` (unquoted names) over `alias` in the form
+/// `Reconciled::missing` holds.
+pub fn key_text(cols: &[String], alias: &str) -> String {
+    let quoted: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+    text_of(&quoted, alias)
+}
+
+/// Runs `fm` on M and `fa` on A, at the same time (M on a helper thread) when `parallel`.
+fn both<R1: Send, R2>(
+    m: &mut Transaction<'_>,
+    a: &mut Transaction<'_>,
+    parallel: bool,
+    fm: impl FnOnce(&mut Transaction<'_>) -> Result<R1> + Send,
+    fa: impl FnOnce(&mut Transaction<'_>) -> Result<R2>,
+) -> Result<(R1, R2)> {
+    if !parallel {
+        let rm = fm(m)?;
+        return Ok((rm, fa(a)?));
+    }
+    std::thread::scope(|s| {
+        let handle = s.spawn(move || fm(m));
+        let ra = fa(a);
+        let rm = handle
+            .join()
+            .map_err(|_| Error::Job("the key comparison thread panicked".into()))?;
+        Ok((rm?, ra?))
+    })
+}
+
+/// Compares M's keys with those of the target in A: deletes the rows M no longer has and
+/// finds the keys A lacks.
+pub struct Reconciler<'j> {
+    pub job: &'j Job,
+    /// about how many rows the target holds (sizes the buckets, decides the threads)
+    pub rows_hint: i64,
+    pub guard: Guard,
+    /// the keys just loaded into an empty target, which then holds nothing else
+    pub loaded: Option<KeySummary>,
+    /// the job's secret summary seed
+    pub seed: i64,
+}
+
+impl Reconciler<'_> {
+    pub fn run(
+        &self,
+        m: &mut Tx<'_>,
+        a: &mut Tx<'_>,
+        pending: &mut PendingState,
+    ) -> Result<Reconciled> {
+        let job = self.job;
+        let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
+        let keys_from = format!(
+            "({}\n) AS t",
+            strip_trailing_semicolon(&job.select_keys_sql)
+        );
+        let integer = integer_key(m, a, &keys_from, &job.target_table, &cols)?;
+        let mut k = KeySql {
+            cols,
+            integer,
+            seed: self.seed,
+            mask: 0,
+            keys_from,
+            target_from: format!("{} AS t", job.target_table),
+            target: job.target_table.clone(),
+        };
+        let parallel = self.rows_hint >= PARALLEL_MIN_ROWS;
+        let (ms, at) = self.summaries(m, a, &k, parallel)?;
+        self.guard
+            .check_source_not_empty(ms.rows, at.rows, &job.target_table)?;
+        if ms == at {
+            return Ok(Reconciled {
+                target_rows: at.rows,
+                ..Reconciled::default()
+            });
+        }
+        let rows = ms.rows.max(at.rows).max(1);
+        let buckets = ((rows / KEYS_PER_BUCKET).max(1) as u64)
+            .next_power_of_two()
+            .clamp(64, 1 << 16) as i64;
+        k.mask = (buckets - 1) as u32;
+        // More keys differing than a quarter of the buckets: most buckets differ anyway.
+        if (ms.rows - at.rows).abs() * 4 > buckets {
+            log::info!("the key sets of M and A differ widely; comparing all keys");
+            return self.compare_all(m, a, &k, pending, at.rows);
+        }
+        let differing = buckets::differing(m, a, &k, parallel)?;
+        let keys_there = differing.len() as i64 * (rows / buckets + 1);
+        log::info!(
+            "{} of {buckets} key buckets differ between M and A",
+            differing.len()
+        );
+        if differing.len() as i64 * 2 > buckets || keys_there > IN_MEMORY_KEYS {
+            return match k.integer {
+                true => self.compare_all(m, a, &k, pending, at.rows),
+                false => self.anti_join(m, a, &k, Some(&differing), pending, at.rows),
+            };
+        }
+        let found = buckets::compare_in_memory(m, a, &k, &differing, parallel)?;
+        self.guard
+            .check_share(found.gone.len() as u64, at.rows, &job.target_table)?;
+        let deleted = buckets::delete(a, &job.target_table, &found.gone, pending)?;
+        Ok(Reconciled {
+            deleted,
+            target_rows: at.rows,
+            missing: found.missing,
+        })
+    }
+
+    /// The key summaries of M and of the target (computed by elt for a fresh load).
+    fn summaries(
+        &self,
+        m: &mut Transaction<'_>,
+        a: &mut Transaction<'_>,
+        k: &KeySql,
+        parallel: bool,
+    ) -> Result<(KeySummary, KeySummary)> {
+        let hash = k.hash("t");
+        let loaded = self.loaded.filter(|s| k.integer && s.is_valid());
+        let m_sum =
+            |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, &hash, &k.keys_from, k.seed);
+        match loaded {
+            Some(l) => Ok((m_sum(m)?, l)),
+            None => both(m, a, parallel, m_sum, |a| {
+                KeySummary::query(a, Db::Analytics, &hash, &k.target_from, k.seed)
+            }),
+        }
+    }
+
+    /// Every key of both sides: an ordered merge for an integer key, else the temporary
+    /// table on A.
+    fn compare_all(
+        &self,
+        m: &mut Transaction<'_>,
+        a: &mut Transaction<'_>,
+        k: &KeySql,
+        pending: &mut PendingState,
+        a_rows: i64,
+    ) -> Result<Reconciled> {
+        if !k.integer {
+            return self.anti_join(m, a, k, None, pending, a_rows);
+        }
+        let target = k.target.as_str();
+        let col = &k.cols[0];
+        let mut merged = merge::merge(
+            m,
+            a,
+            &merge::ordered_sql(&k.keys_from, col),
+            &merge::ordered_sql(&k.target_from, col),
+        )?;
+        self.guard
+            .check_share(merged.gone_rows, merged.a_rows, target)?;
+        let mut key_buf = Vec::with_capacity(32);
+        let deleted = merged.delete(a, target, col, |text| {
+            let d = key_digest_of([text.map(str::as_bytes)].into_iter(), &mut key_buf);
+            pending.delete(&d)
+        })?;
+        Ok(Reconciled {
+            deleted,
+            target_rows: merged.a_rows,
+            missing: std::mem::take(&mut merged.missing),
+        })
+    }
+
+    fn anti_join(
+        &self,
+        m: &mut Transaction<'_>,
+        a: &mut Transaction<'_>,
+        k: &KeySql,
+        differing: Option<&[i32]>,
+        pending: &mut PendingState,
+        a_rows: i64,
+    ) -> Result<Reconciled> {
+        let target = k.target.as_str();
+        let found = buckets::anti_join(m, a, k, differing, pending, |deleting| {
+            self.guard.check_share(deleting, a_rows, target)
+        })?;
+        Ok(Reconciled {
+            deleted: found.deleted,
+            target_rows: a_rows,
+            missing: found.missing,
+        })
+    }
+}
+
+/// True when the key is one integer column on M and on A: its hash can then skip text.
+fn integer_key(
+    m: &mut Tx<'_>,
+    a: &mut Tx<'_>,
+    keys_from: &str,
+    target: &str,
+    cols: &[String],
+) -> Result<bool> {
+    let [col] = cols else { return Ok(false) };
+    let int = |t: &Type| matches!(*t, Type::INT2 | Type::INT4 | Type::INT8);
+    let m_stmt = m
+        .prepare(&format!("SELECT t.{col} FROM {keys_from}"))
+        .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+    let a_stmt = a
+        .prepare(&format!("SELECT t.{col} FROM {target} AS t"))
+        .map_err(pg(Db::Analytics, "reading the key column's type"))?;
+    Ok(m_stmt.columns().first().is_some_and(|c| int(c.type_()))
+        && a_stmt.columns().first().is_some_and(|c| int(c.type_())))
+}
