@@ -32,7 +32,9 @@ pub struct RedisTarget {
 
 enum Target {
     Single(redis::Client),
-    Sentinel(Box<SentinelClient>),
+    /// The Sentinels asked with the URL's credentials, and, when there are any, a client
+    /// that asks them without (Sentinels often take no password while the master does).
+    Sentinel(Box<SentinelClient>, Option<Box<SentinelClient>>),
     Cluster(ClusterClient),
 }
 
@@ -41,7 +43,12 @@ impl RedisTarget {
     pub fn parse(url: &str) -> RedisResult<RedisTarget> {
         let kind = match url.split_once("://").map(|(s, _)| s) {
             Some("redis+sentinel" | "rediss+sentinel") => {
-                Target::Sentinel(Box::new(sentinel(&Spec::parse(url)?)?))
+                let spec = Spec::parse(url)?;
+                let open = match spec.username.is_some() || spec.password.is_some() {
+                    true => Some(Box::new(sentinel(&spec, false)?)),
+                    false => None,
+                };
+                Target::Sentinel(Box::new(sentinel(&spec, true)?), open)
             }
             Some("redis+cluster" | "rediss+cluster") => {
                 Target::Cluster(cluster(&Spec::parse(url)?)?)
@@ -60,8 +67,19 @@ impl RedisTarget {
     pub fn connect(&mut self) -> RedisResult<RedisConn> {
         let conn = match &mut self.kind {
             Target::Single(c) => RedisConn::Node(c.get_connection_with_timeout(TIMEOUT)?),
-            Target::Sentinel(s) => {
-                RedisConn::Node(s.get_client()?.get_connection_with_timeout(TIMEOUT)?)
+            Target::Sentinel(s, open) => {
+                let master = match (s.get_client(), open) {
+                    (Ok(m), _) => m,
+                    // Sentinels without a password refuse AUTH: ask them without it (the
+                    // master still gets the credentials), and first from now on
+                    (Err(e), Some(o)) if e.kind() == ErrorKind::AuthenticationFailed => {
+                        let m = o.get_client().map_err(|_| e)?;
+                        std::mem::swap(s, o);
+                        m
+                    }
+                    (Err(e), _) => return Err(e),
+                };
+                RedisConn::Node(master.get_connection_with_timeout(TIMEOUT)?)
             }
             Target::Cluster(c) => RedisConn::Cluster(Box::new(c.get_connection()?)),
         };
@@ -309,8 +327,8 @@ impl Spec {
 }
 
 /// `redis+sentinel://[user:pass@]HOST:PORT[,HOST:PORT…]/SERVICE[/DB]`: the credentials and
-/// TLS apply to the Sentinels and to the master alike.
-fn sentinel(spec: &Spec) -> RedisResult<SentinelClient> {
+/// TLS apply to the master, and to the Sentinels when `sentinel_auth`.
+fn sentinel(spec: &Spec, sentinel_auth: bool) -> RedisResult<SentinelClient> {
     let service = spec.path.first().ok_or_else(|| {
         invalid(
             "invalid Redis URL",
@@ -333,14 +351,16 @@ fn sentinel(spec: &Spec) -> RedisResult<SentinelClient> {
         SentinelClientBuilder::new(spec.addrs(), service.clone(), SentinelServerType::Master)?
             .set_client_to_redis_db(db);
     if let Some(u) = &spec.username {
-        b = b
-            .set_client_to_redis_username(u)
-            .set_client_to_sentinel_username(u);
+        b = b.set_client_to_redis_username(u);
+        if sentinel_auth {
+            b = b.set_client_to_sentinel_username(u);
+        }
     }
     if let Some(p) = &spec.password {
-        b = b
-            .set_client_to_redis_password(p)
-            .set_client_to_sentinel_password(p);
+        b = b.set_client_to_redis_password(p);
+        if sentinel_auth {
+            b = b.set_client_to_sentinel_password(p);
+        }
     }
     if let Some(mode) = spec.tls {
         b = b

@@ -65,6 +65,10 @@ pub fn validate(
         let mut a = db::Conn::connect(settings.analytics_url()?, Db::Analytics)?;
         for j in &jobs {
             problems.extend(check_against_databases(j, &mut m, &mut a));
+            // its checks prepare in savepoints and query by text, where the driver's type
+            // lookups go unnoticed: the next job's checks start on new sessions
+            m.reconnect_next();
+            a.reconnect_next();
         }
     }
     if !verbose {

@@ -101,6 +101,13 @@ impl Conn {
         self.db
     }
 
+    /// Makes the next transaction start on a new session, after work outside [`Tx::prepare`]
+    /// (a savepoint's statements, queries by text) in which the driver may have looked up a
+    /// user-defined type unnoticed.
+    pub fn reconnect_next(&self) {
+        self.custom_types.store(true, Ordering::SeqCst);
+    }
+
     /// The connection is gone (the server ended it, the network broke).
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
