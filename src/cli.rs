@@ -146,6 +146,18 @@ pub enum Command {
         format: ValidateFormat,
     },
 
+    /// Compare each job's target in A with what its source gives on M, row by row, by
+    /// digests computed in the databases (no watermark limit, Redis not read); changes
+    /// nothing. Exit status 0 when every job is equal, 1 when one differs or fails.
+    Verify {
+        /// Job names or paths (default: every job in the jobs folder).
+        jobs: Vec<String>,
+
+        /// One JSON document instead of a line per job.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Write a job file for a table of M: columns, types, key and watermark column are
     /// read from M (exit 2 if the file exists or no key can be found).
     New {

@@ -21,6 +21,7 @@ pub mod sqllex;
 pub mod state;
 pub mod stop;
 pub mod validate;
+pub mod verify;
 
 /// `elt --version`: the crate version and the git commit it was built from (see build.rs).
 pub const VERSION: &str = concat!(
@@ -73,6 +74,7 @@ pub fn execute(cli: Cli) -> Result<i32> {
             commands::reset_state::reset(&settings, &jobs, selection)
         }
         Command::Status { json } => commands::status::status(&settings, json),
+        Command::Verify { jobs, json } => commands::verify::verify(&settings, &jobs, json),
         Command::Completions { shell } => commands::completions::completions(shell),
         Command::Man { dir } => commands::completions::man(dir.as_deref()),
     }

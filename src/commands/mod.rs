@@ -6,3 +6,4 @@ pub mod reset_state;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod verify;

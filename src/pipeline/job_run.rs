@@ -12,7 +12,7 @@ use crate::job::Job;
 use crate::lock::JobLock;
 use crate::pipeline::RunOptions;
 use crate::pipeline::extract::{self, Batch, CopyRows, PortalRows};
-use crate::pipeline::load::{self, DirectCopy, Loader};
+use crate::pipeline::load::{self, DeferredKeys, DirectCopy, Loader};
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::prewrite::Prewrite;
 use crate::pipeline::reconcile::summary::KeySummary;
@@ -126,6 +126,8 @@ pub struct JobRun<'r> {
     plan: Plan,
     full: Option<FullSync>,
     target_empty: bool,
+    /// the target did not exist before this run: nobody else can see it until A commits
+    created: bool,
     /// the watermark this run stores
     watermark: String,
     bound: Bound,
@@ -163,9 +165,11 @@ impl<'r> JobRun<'r> {
         // Everything on A happens in one transaction: a failure leaves the target as it
         // was, including a table CREATE_TABLE_SQL would have created.
         let mut a = a.begin(Access::ReadWrite)?;
+        let existed = exists(&mut a, &job.target_table)?;
         a.batch_execute(&job.create_table_sql)
             .map_err(pg(Db::Analytics, "running CREATE_TABLE_SQL"))?;
-        let target_empty = is_empty(&mut a, &job.target_table)?;
+        let created = !existed && exists(&mut a, &job.target_table)?;
+        let target_empty = created || is_empty(&mut a, &job.target_table)?;
         let full = FullSync::reason(cx.meta.as_ref(), target_empty, job);
         match &full {
             Some(r) if r.is_resync() => log::warn!("re-synchronising in full: {r}"),
@@ -207,6 +211,7 @@ impl<'r> JobRun<'r> {
             plan,
             full,
             target_empty,
+            created,
             watermark,
             bound,
             pending: PendingState::new(),
@@ -259,6 +264,12 @@ impl<'r> JobRun<'r> {
             .a
             .savepoint("elt_direct")
             .map_err(pg(Db::Analytics, "starting the load"))?;
+        // A table this run created is invisible to others until A commits: its keys are
+        // built after the rows are in (the savepoint brings them back if that fails).
+        let deferred = match self.created {
+            true => DeferredKeys::drop(&mut sp, &self.cx.job.target_table)?,
+            false => None,
+        };
         let mut copy = DirectCopy::start(&mut sp, &sql, self.plan.columns)?;
         let mut source = Source {
             m: &mut self.m,
@@ -291,7 +302,10 @@ impl<'r> JobRun<'r> {
             ));
         }
         let t = Instant::now();
-        let finished = copy.finish()?;
+        let finished = copy.finish()?.and_then(|n| match deferred {
+            Some(keys) => keys.restore(&mut sp).map(|_| n),
+            None => Ok(n),
+        });
         self.report.timings_ms.load += ms(t);
         match finished {
             Ok(n) => {
@@ -565,6 +579,13 @@ impl Source<'_, '_> {
 
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
+}
+
+fn exists(a: &mut Tx<'_>, target: &str) -> Result<bool> {
+    let row = a
+        .query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[&target])
+        .map_err(pg(Db::Analytics, format!("looking for {target}")))?;
+    Ok(row.get(0))
 }
 
 fn is_empty(a: &mut Tx<'_>, target: &str) -> Result<bool> {

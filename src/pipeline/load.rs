@@ -72,6 +72,93 @@ impl<'t> DirectCopy<'t> {
     }
 }
 
+/// The unique constraints of a table this run created, dropped while it is loaded and
+/// rebuilt after, as `pg_restore` does: building an index once over all rows costs less
+/// than maintaining it row by row. Each comes back from the catalog's own definitions (the
+/// index with its options, then the constraint on it), so the table ends up exactly as
+/// `CREATE_TABLE_SQL` made it.
+pub struct DeferredKeys {
+    table: String,
+    constraints: Vec<Deferred>,
+}
+
+struct Deferred {
+    name: String,
+    /// `PRIMARY KEY` or `UNIQUE`
+    kind: &'static str,
+    /// `CREATE UNIQUE INDEX …` as `pg_get_indexdef` gives it
+    index: String,
+    /// `DEFERRABLE INITIALLY DEFERRED`, `DEFERRABLE` or nothing
+    timing: &'static str,
+}
+
+/// The constraints on or referring to the table, with what rebuilding each needs.
+const CONSTRAINTS: &str = "SELECT c.conname::text, c.contype::text, \
+            pg_catalog.pg_get_indexdef(c.conindid), c.condeferrable, c.condeferred \
+     FROM pg_catalog.pg_constraint c \
+     WHERE c.conrelid = pg_catalog.to_regclass($1) OR c.confrelid = pg_catalog.to_regclass($1) \
+     ORDER BY c.contype, c.conname";
+
+impl DeferredKeys {
+    /// Drops the table's unique constraints (inside the caller's savepoint, which brings
+    /// them back if the load fails); `None` if it has none, or when something depends on
+    /// them (a foreign key, an exclusion constraint): such a table loads as it is.
+    pub fn drop(tx: &mut Transaction<'_>, table: &str) -> Result<Option<DeferredKeys>> {
+        let what = || pg(Db::Analytics, "reading the target's constraints");
+        let mut constraints = Vec::new();
+        for r in &tx.query(CONSTRAINTS, &[&table]).map_err(what())? {
+            let kind: String = r.try_get(1).map_err(what())?;
+            let kind = match kind.as_str() {
+                "p" => "PRIMARY KEY",
+                "u" => "UNIQUE",
+                "c" => continue,
+                _ => return Ok(None),
+            };
+            let (deferrable, deferred): (bool, bool) =
+                (r.try_get(3).map_err(what())?, r.try_get(4).map_err(what())?);
+            constraints.push(Deferred {
+                name: r.try_get(0).map_err(what())?,
+                kind,
+                index: r.try_get(2).map_err(what())?,
+                timing: match (deferrable, deferred) {
+                    (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+                    (true, false) => " DEFERRABLE",
+                    _ => "",
+                },
+            });
+        }
+        if constraints.is_empty() {
+            return Ok(None);
+        }
+        for c in &constraints {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {}",
+                crate::db::quote_ident(&c.name)
+            ))
+            .map_err(pg(Db::Analytics, "deferring the target's keys"))?;
+        }
+        Ok(Some(DeferredKeys {
+            table: table.to_string(),
+            constraints,
+        }))
+    }
+
+    /// Builds the constraints again over the loaded rows. The error is the server's
+    /// refusal (a key the source repeats shows as a unique violation).
+    pub fn restore(self, tx: &mut Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+        // enough memory to sort the keys in memory
+        tx.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")?;
+        for c in &self.constraints {
+            let name = crate::db::quote_ident(&c.name);
+            tx.batch_execute(&format!(
+                "{}; ALTER TABLE {} ADD CONSTRAINT {name} {} USING INDEX {name}{}",
+                c.index, self.table, c.kind, c.timing
+            ))?;
+        }
+        Ok(())
+    }
+}
+
 /// Is `e` the refusal of a direct COPY because a key repeats?
 pub fn is_repeated_key(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)

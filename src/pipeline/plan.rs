@@ -48,6 +48,17 @@ pub struct Plan {
     pub key_columns: Vec<String>,
     /// The job's secret seed for key summaries (from its state, or new).
     pub seed: i64,
+    /// Every row the job describes, whatever its watermark column says, in the staging
+    /// table's shape (`SELECT <source columns> FROM (...) AS elt_src`, with the watermark
+    /// condition made `TRUE`, or bound to `WATERMARK_SETTING` when it cannot be isolated).
+    pub all_rows_sql: String,
+    /// The source's output column names, in order.
+    pub source_names: Vec<String>,
+    /// The upsert's inserted columns and each one's value over the staging row `s`.
+    pub upsert_columns: Vec<String>,
+    pub upsert_exprs: Vec<String>,
+    /// Each source value goes unchanged into the upsert column at the same position.
+    pub one_to_one: bool,
 }
 
 impl Plan {
@@ -140,7 +151,18 @@ impl Plan {
                 &format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})")
             )
         );
-        let repair_sql = without_watermark_condition(&job.select_source_sql).map(|sql| {
+        let unlimited = without_watermark_condition(&job.select_source_sql);
+        let all_rows_sql = format!(
+            "SELECT {select_list} FROM ({}\n) AS elt_src",
+            match &unlimited {
+                Some(sql) => strip_trailing_semicolon(&translate(sql).sql).to_string(),
+                None => replace_params(
+                    strip_trailing_semicolon(&source.sql),
+                    &format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})"),
+                ),
+            }
+        );
+        let repair_sql = unlimited.map(|sql| {
             format!(
                 "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
                 strip_trailing_semicolon(&translate(&sql).sql),
@@ -219,6 +241,11 @@ impl Plan {
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
             seed: 0,
+            all_rows_sql,
+            source_names: names.iter().map(|n| n.to_string()).collect(),
+            upsert_columns: merge.columns.clone(),
+            upsert_exprs: merge.exprs.clone(),
+            one_to_one,
         })
     }
 }
