@@ -2,11 +2,17 @@
 # make bench: elt against PostgreSQL's own paths, measured in the same sitting.
 #
 # Scenarios (each REPS times, medians reported):
-#   full         first run into an empty A        vs  psql binary COPY pipe M -> A
+#   full         first run into an empty A        vs  psql binary COPY pipe M -> A (into the
+#                                                     table with its primary key)
 #   incremental  1% updated, 0.5% inserted,       vs  hand-written SQL: changed rows through
 #                0.5% deleted in M                    a staging table + ON CONFLICT, then all
 #                                                     ids into a temp table + anti-join DELETE
+#   incr-nodel   1% updated, 0.5% inserted        vs  the same hand-written SQL
 #   no-op        nothing changed                  vs  the same hand-written SQL
+#   keys         the key comparison stage of incr-nodel and no-op (`timings_ms.delete`)
+#                vs the slower of `SELECT count(*), sum(hashint8(id)) FROM items` on M, on A
+#   verify       `elt verify items`               vs  the raw COPY pipe
+#   many jobs    K=100 jobs x 100 rows: first run and no-op run, ms per job
 # After every elt run, A is compared with M (row count and an order-independent digest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -121,8 +127,9 @@ ref_incremental() { # $1: watermark
             -c "ANALYZE k" -c "DELETE FROM items t WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.id = t.id)"
     echo "$(now_s) - $s" | bc
 }
-mutate() { # 1% updated, 0.5% inserted, 0.5% deleted
+mutate() { # 1% updated, 0.5% inserted, 0.5% deleted ($1 = nodel: none deleted)
     local upd=$((N / 100)) ins=$((N / 200)) del=$((N / 200))
+    [ "${1:-}" = nodel ] && del=0
     psql_q "$M" <<SQL
 UPDATE items SET price = price + 1, qty = qty + 1, updated_at = now()
  WHERE id IN (SELECT id FROM items TABLESAMPLE BERNOULLI (2) LIMIT $upd);
@@ -133,9 +140,21 @@ SQL
     SEQ=$((SEQ + ins))
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+timed() { # seconds a command takes
+    local s; s=$(now_s)
+    "$@" >/dev/null
+    echo "$(now_s) - $s" | bc
+}
+summary_ref() { # the slower of the in-database key summaries of M and of A
+    local m a
+    m=$(timed psql -XAtq "$M" -c "SELECT count(*), sum(hashint8(id)) FROM items")
+    a=$(timed psql -XAtq "$A" -c "SELECT count(*), sum(hashint8(id)) FROM items")
+    echo "if ($m > $a) $m else $a" | bc
+}
+key_stage() { echo "$ELT_JSON" | grep -o '"delete":[0-9]*' | cut -d: -f2 | awk '{print $1 / 1000}'; }
 
 declare -A E R_ RSS
-for sc in full incremental noop; do E[$sc]=""; R_[$sc]=""; RSS[$sc]=0; done
+for sc in full incremental incr-nodel noop keys-nodel keys-noop verify; do E[$sc]=""; R_[$sc]=""; RSS[$sc]=0; done
 REDIS_PER_ROW=0
 
 log "full: $REPS x elt into an empty A, and the raw COPY pipe"
@@ -163,32 +182,94 @@ for i in $(seq "$REPS"); do
     log "  run $i: elt ${ELT_SECS}s $(echo "$ELT_JSON" | grep -o '"rows_upserted":[0-9]*,"rows_unchanged":[0-9]*,"rows_deleted":[0-9]*')"
 done
 
+log "incremental without deletions: $REPS x (1% updated, 0.5% inserted in M)"
+for i in $(seq "$REPS"); do
+    wm=$(psql -XAtq "$M" -c "SELECT now()")
+    mutate nodel
+    run_elt
+    check_equal "incremental run without deletions $i"
+    E[incr-nodel]+="$ELT_SECS "; RSS[incr-nodel]=$(( ELT_RSS > RSS[incr-nodel] ? ELT_RSS : RSS[incr-nodel] ))
+    E[keys-nodel]+="$(key_stage) "; R_[keys-nodel]+="$(summary_ref) "
+    R_[incr-nodel]+="$(ref_incremental "$wm") "
+    log "  run $i: elt ${ELT_SECS}s, key stage $(key_stage)s"
+done
+
 log "no-op: $REPS x with nothing changed"
 for i in $(seq "$REPS"); do
     wm=$(psql -XAtq "$M" -c "SELECT now()")
     run_elt
     check_equal "no-op run $i"
     E[noop]+="$ELT_SECS "; RSS[noop]=$(( ELT_RSS > RSS[noop] ? ELT_RSS : RSS[noop] ))
+    E[keys-noop]+="$(key_stage) "; R_[keys-noop]+="$(summary_ref) "
     R_[noop]+="$(ref_incremental "$wm") "
-    log "  run $i: elt ${ELT_SECS}s"
+    log "  run $i: elt ${ELT_SECS}s, key stage $(key_stage)s"
 done
+
+log "verify: $REPS x elt verify, and the raw COPY pipe"
+for i in $(seq "$REPS"); do
+    t="$WORK/time"
+    /usr/bin/time -f "%e %M" -o "$t" "$ELT" verify items --json > "$WORK/verify.json" || {
+        cat "$WORK/verify.json" >&2; echo "bench: FAILED: verify found a difference" >&2; exit 1; }
+    read -r secs rss < "$t"
+    E[verify]+="$secs "; RSS[verify]=$(( rss > RSS[verify] ? rss : RSS[verify] ))
+    R_[verify]+="$(ref_full) "
+    log "  run $i: verify ${secs}s"
+done
+
+K=${K:-100}
+log "many jobs: $REPS x $K jobs of 100 rows (first run, then a no-op run)"
+MJ=$WORK/many; mkdir -p "$MJ/jobs"
+for db in elt_bench_km elt_bench_ka; do
+    psql_q "$ELT_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+done
+for i in $(seq -w 1 "$K"); do
+    echo "CREATE TABLE t$i (id bigint PRIMARY KEY, name text, amount numeric(12,2),
+            updated_at timestamptz NOT NULL);
+          INSERT INTO t$i SELECT g, 'n' || g, g * 1.5, now() - interval '1 day' FROM generate_series(1, 100) g;
+          CREATE INDEX ON t$i (updated_at);"
+    cat > "$MJ/jobs/t$i.yaml" <<YAML
+CREATE_TABLE_SQL: CREATE TABLE IF NOT EXISTS t$i (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz NOT NULL)
+SELECT_SOURCE_SQL: SELECT id, name, amount, updated_at FROM t$i WHERE updated_at > %s
+UPSERT_TARGET_SQL: INSERT INTO t$i (id, name, amount, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, amount = EXCLUDED.amount, updated_at = EXCLUDED.updated_at
+SELECT_KEYS_SQL: SELECT id FROM t$i
+TARGET_TABLE: t$i
+KEY_COLUMNS: [id]
+YAML
+done | psql_q "$BASE/elt_bench_km"
+MANY_FIRST=""; MANY_NOOP=""
+for i in $(seq "$REPS"); do
+    for j in $(seq -w 1 "$K"); do echo "DROP TABLE IF EXISTS t$j;"; done | psql_q "$BASE/elt_bench_ka"
+    ELT_MASTER_URL=$BASE/elt_bench_km ELT_ANALYTICS_URL=$BASE/elt_bench_ka ELT_JOBS_DIR=$MJ/jobs \
+        ELT_REDIS_PREFIX=eltbenchmany "$ELT" reset-state --all >/dev/null
+    for what in first noop; do
+        secs=$(timed env ELT_MASTER_URL="$BASE/elt_bench_km" ELT_ANALYTICS_URL="$BASE/elt_bench_ka" \
+            ELT_JOBS_DIR="$MJ/jobs" ELT_REDIS_PREFIX=eltbenchmany "$ELT" run)
+        per_job=$(echo "$secs * 1000 / $K" | bc -l)
+        if [ "$what" = first ]; then MANY_FIRST+="$per_job "; else MANY_NOOP+="$per_job "; fi
+        log "  run $i ($what): ${secs}s, $(printf '%.1f' "$per_job") ms a job"
+    done
+done
+ELT_MASTER_URL=$BASE/elt_bench_km ELT_ANALYTICS_URL=$BASE/elt_bench_ka ELT_JOBS_DIR=$MJ/jobs \
+    ELT_REDIS_PREFIX=eltbenchmany "$ELT" reset-state --all >/dev/null || true
 
 {
     echo "N = $N rows, $REPS runs each, medians; $(nproc) cores; $(date -u +%Y-%m-%d)"
     echo
     echo "| scenario | elt s | reference s | ratio | rows/s (elt) | peak RSS elt | Redis bytes/row |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
-    for sc in full incremental noop; do
+    for sc in full incremental incr-nodel noop keys-nodel keys-noop verify; do
         e=$(printf '%s\n' ${E[$sc]} | median)
         r=$(printf '%s\n' ${R_[$sc]} | median)
-        ratio=$(printf '%.2f' "$(echo "$e / $r" | bc -l)")
-        rate=$(echo "$N / $e" | bc)
+        ratio=$(printf '%.2f' "$(echo "if ($r > 0) $e / $r else 0" | bc -l)")
+        rate=$(echo "if ($e > 0) $N / $e else 0" | bc)
         printf '| %s | %.2f | %.2f | %sx | %s | %s MiB | %.1f |\n' "$sc" "$e" "$r" "$ratio" "$rate" \
             "$((RSS[$sc] / 1024))" "$REDIS_PER_ROW"
     done
+    echo
+    echo "many jobs: K = $K jobs of 100 rows, median ms per job: first run $(printf '%.1f' "$(printf '%s\n' $MANY_FIRST | median)"), no-op run $(printf '%.1f' "$(printf '%s\n' $MANY_NOOP | median)")"
 } | tee "$OUT"
 "$ELT" reset-state items >/dev/null || true
 rm -rf "$WORK"
-for db in elt_bench_m elt_bench_a elt_bench_ref; do
+for db in elt_bench_m elt_bench_a elt_bench_ref elt_bench_km elt_bench_ka; do
     psql_q "$ELT_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
 done
