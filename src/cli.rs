@@ -26,6 +26,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// Settings shared by every subcommand; each may stand before or after the subcommand.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Settings (every command; flag or environment variable)")]
 pub struct GlobalArgs {
     /// Master database M: a URL (postgres://user:pass@host:5432/db?sslmode=require) or a
     /// libpq key=value string.
@@ -48,12 +49,19 @@ pub struct GlobalArgs {
 
     /// File holding the --master-url value, so the password is in neither the process list
     /// nor the environment. Must be readable by its owner only (chmod 600).
-    #[arg(long, env = "ELT_MASTER_URL_FILE", global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_MASTER_URL_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
     pub master_url_file: Option<PathBuf>,
 
     /// File holding the --analytics-url value (readable by its owner only).
     #[arg(
         long,
+        hide_env_values = true,
         env = "ELT_ANALYTICS_URL_FILE",
         global = true,
         value_name = "PATH"
@@ -61,25 +69,50 @@ pub struct GlobalArgs {
     pub analytics_url_file: Option<PathBuf>,
 
     /// File holding the --redis-url value (readable by its owner only).
-    #[arg(long, env = "ELT_REDIS_URL_FILE", global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_REDIS_URL_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
     pub redis_url_file: Option<PathBuf>,
 
     /// Folder of job files (*.yaml, *.yml).
-    #[arg(long, env = "ELT_JOBS_DIR", global = true, default_value = "./jobs")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_JOBS_DIR",
+        global = true,
+        default_value = "./jobs"
+    )]
     pub jobs_dir: PathBuf,
 
     /// Folder for elt.log and error.log.
-    #[arg(long, env = "ELT_LOG_DIR", global = true, default_value = "./logs")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_LOG_DIR",
+        global = true,
+        default_value = "./logs"
+    )]
     pub log_dir: PathBuf,
 
     /// Prefix of every Redis key elt writes, so several deployments can share one Redis.
-    #[arg(long, env = "ELT_REDIS_PREFIX", global = true, default_value = "elt")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_REDIS_PREFIX",
+        global = true,
+        default_value = "elt"
+    )]
     pub redis_prefix: String,
 
     /// Seconds by which each extraction window reaches back before the previous watermark,
     /// so rows of transactions that committed late are not missed.
     #[arg(
         long,
+        hide_env_values = true,
         env = "ELT_OVERLAP_SECONDS",
         global = true,
         default_value_t = 300
@@ -88,7 +121,7 @@ pub struct GlobalArgs {
 
     /// Lifetime of a job's lock in Redis; the holder renews it every third of this, so the
     /// lock of a runner that died frees itself within this time.
-    #[arg(long, env = "ELT_LOCK_TTL_SECONDS", global = true, default_value_t = 30,
+    #[arg(long, hide_env_values = true, env = "ELT_LOCK_TTL_SECONDS", global = true, default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(3..=60))]
     pub lock_ttl_seconds: u64,
 
@@ -96,13 +129,20 @@ pub struct GlobalArgs {
     /// the process with SIGKILL at that point, `POINT:pause` waits there until the file
     /// `<log-dir>/fault-POINT.paused` is removed.
     #[cfg(feature = "fault-injection")]
-    #[arg(long, env = "ELT_FAULT_POINT", global = true, hide = true)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "ELT_FAULT_POINT",
+        global = true,
+        hide = true
+    )]
     pub fault_point: Option<crate::fault::Fault>,
 
     /// Days to keep rotated log files (elt.log.YYYY-MM-DD, error.log.YYYY-MM-DD); 0 keeps
     /// them all. Files are rotated daily, at the first start of each day.
     #[arg(
         long,
+        hide_env_values = true,
         env = "ELT_LOG_RETENTION_DAYS",
         global = true,
         default_value_t = 14
@@ -179,6 +219,9 @@ pub enum Command {
     },
 
     /// Forget the Redis state of jobs: their next run re-synchronises them in full.
+    #[command(
+        override_usage = "elt reset-state <JOB>...\n       elt reset-state --all\n       elt reset-state --orphans"
+    )]
     ResetState {
         /// Job names.
         #[arg(required_unless_present_any = ["all", "orphans"], conflicts_with_all = ["all", "orphans"])]
@@ -234,7 +277,7 @@ pub struct RunArgs {
     /// After the run, write Prometheus metrics to this file (atomically), for node_exporter's
     /// textfile collector, e.g. /var/lib/node_exporter/textfile_collector/elt.prom.
     /// Not written by --dry-run.
-    #[arg(long, env = "ELT_METRICS_FILE")]
+    #[arg(long, hide_env_values = true, env = "ELT_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
 }
 

@@ -16,6 +16,11 @@ use crate::settings::Settings;
 
 static CURRENT_JOB: RwLock<Option<String>> = RwLock::new(None);
 
+/// The log target of records that the user is told about elsewhere (a job's summary line on
+/// standard output, the fatal error `main` prints): they go to the files only, so nothing is
+/// said twice on the terminal or in cron's mail.
+pub const REPORTED: &str = "elt::reported";
+
 /// The files that rotate.
 pub const LOG_FILES: [&str; 2] = ["elt.log", "error.log"];
 
@@ -147,17 +152,16 @@ pub fn init_with(o: &LogOptions) -> Result<()> {
         .chain(
             fern::Dispatch::new()
                 .level(stderr_level)
+                .filter(|meta| meta.target() != REPORTED)
                 .format(|out, msg, rec| {
                     let text = crate::redact::scrub(&msg.to_string());
+                    let level = match rec.level() {
+                        log::Level::Warn => "warning".to_string(),
+                        l => l.as_str().to_lowercase(),
+                    };
                     match current_job() {
-                        Some(job) => out.finish(format_args!(
-                            "elt: {}: [{job}] {text}",
-                            rec.level().as_str().to_lowercase()
-                        )),
-                        None => out.finish(format_args!(
-                            "elt: {}: {text}",
-                            rec.level().as_str().to_lowercase()
-                        )),
+                        Some(job) => out.finish(format_args!("elt: {level}: [{job}] {text}")),
+                        None => out.finish(format_args!("elt: {level}: {text}")),
                     }
                 })
                 // through the progress display, so a warning never lands inside its line

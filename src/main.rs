@@ -8,7 +8,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let message = elt::error::chain(&e);
-            log::error!("{message}");
+            log::error!(target: elt::logging::REPORTED, "{message}");
             eprintln!("elt: error: {message}");
             e.exit_code()
         }

@@ -75,9 +75,11 @@ fn mask_keyword_passwords(text: &str) -> String {
                 }
                 len
             } else {
-                value
-                    .find(|c: char| c.is_whitespace() || c == '&' || c == ';')
-                    .unwrap_or(value.len())
+                let end = value
+                    .find(|c: char| c.is_whitespace() || c == '&' || c == ';' || c == '#')
+                    .unwrap_or(value.len());
+                // `…?password=secret: error connecting`: the `:` is the message's
+                end - usize::from(value[..end].ends_with(':'))
             };
             i = value_start + value_len;
         } else {
@@ -119,6 +121,10 @@ mod tests {
         assert_eq!(
             mask("postgres://u@h/db?password=secret&sslmode=require"),
             "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(
+            scrub("at postgres://u@h/db?password=secret: error connecting"),
+            "at postgres://u@h/db?password=***: error connecting"
         );
     }
 

@@ -91,10 +91,19 @@ impl JobReport {
                 "{}: failed after {} ms: {}",
                 self.job,
                 self.duration_ms,
-                self.error.as_deref().unwrap_or("unknown error")
+                one_line(self.error.as_deref().unwrap_or("unknown error"))
             ),
         }
     }
+}
+
+/// A message on one line: the summary says one line per job.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Serialize)]

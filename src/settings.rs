@@ -53,6 +53,13 @@ impl Settings {
             "--redis-url",
         )?
         .unwrap_or_else(|| a.redis_url.clone());
+        for (flag, url) in [
+            ("--master-url", master_url.as_deref()),
+            ("--analytics-url", analytics_url.as_deref()),
+            ("--redis-url", Some(redis_url.as_str())),
+        ] {
+            check_url(flag, url)?;
+        }
         Ok(Settings {
             master_url,
             analytics_url,
@@ -96,6 +103,23 @@ fn faults(a: &GlobalArgs) -> crate::fault::Faults {
 #[cfg(not(feature = "fault-injection"))]
 fn faults(_: &GlobalArgs) -> crate::fault::Faults {
     crate::fault::Faults::default()
+}
+
+/// Mistakes a URL can be seen to have before connecting: a password with an `@` that was
+/// not written `%40` (the URL then names another host).
+fn check_url(flag: &str, url: Option<&str>) -> Result<()> {
+    let Some((_, rest)) = url.and_then(|u| u.split_once("://")) else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    if authority.matches('@').count() > 1 {
+        return Err(Error::Config(format!(
+            "{flag} {}: the part before the host holds more than one `@`; an `@` in a user \
+             name or password must be written `%40` (e.g. postgres://user:p%40ss@host/db)",
+            crate::redact::mask(url.unwrap_or_default())
+        )));
+    }
+    Ok(())
 }
 
 /// A connection string from its flag (or variable) or from its file; both at once is an

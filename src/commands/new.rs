@@ -98,8 +98,15 @@ pub fn new_job(
     for n in &job.notes {
         eprintln!("note: {n}");
     }
+    // run-job looks the name up in the jobs folder: name the folder unless it is the default
+    let jobs_dir = match settings.jobs_dir.as_path() {
+        d if d == std::path::Path::new("./jobs") || d == std::path::Path::new("jobs") => {
+            String::new()
+        }
+        d => format!(" --jobs-dir {}", d.display()),
+    };
     eprintln!(
-        "next: elt validate --connect {} && elt run-job {name} --dry-run",
+        "next: elt validate --connect {} && elt{jobs_dir} run-job {name} --dry-run",
         path.display()
     );
     Ok(0)

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::job;
-use crate::logging::JobScope;
+use crate::logging::{JobScope, REPORTED};
 use crate::pipeline::{RunOptions, Runner};
 use crate::progress::{self, JobProgress};
 use crate::report::{JobReport, RunReport, Status};
@@ -26,6 +26,7 @@ fn run_files(
     for (i, path) in files.iter().enumerate() {
         if let Some(sig) = crate::stop::requested() {
             log::error!(
+                target: REPORTED,
                 "stopped by {}: {} job(s) not started",
                 sig.name(),
                 files.len() - i
@@ -37,7 +38,11 @@ fn run_files(
         log::info!("starting{}", if args.dry_run { " (dry run)" } else { "" });
         let report = match job::load(path) {
             Ok(j) => {
-                log::debug!("job file {} (sha256 {})", path.display(), j.file_digest);
+                log::debug!(
+                    "job file {} (sha256 {})",
+                    absolute(path).display(),
+                    j.file_digest
+                );
                 // dropped at the end of this arm: the line is cleared before the next job
                 let display = show_progress.then(|| JobProgress::start(&name));
                 let opts = RunOptions {
@@ -56,7 +61,7 @@ fn run_files(
                     .map(|p| p.to_string())
                     .collect::<Vec<_>>()
                     .join("; ");
-                log::error!("failed: invalid job file: {text}");
+                log::error!(target: REPORTED, "failed: invalid job file: {text}");
                 let mut r = JobReport::new(&name);
                 r.status = Status::Failed;
                 r.error = Some(format!("invalid job file: {text}"));
@@ -71,6 +76,12 @@ fn run_files(
     RunReport { jobs }
 }
 
+/// A path as the log shows it: absolute, so a line means the same whatever the working
+/// directory of the run was.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
+}
+
 /// With `-v`: the settings in force, passwords masked, for "why did it do that" questions.
 fn log_settings(s: &Settings) {
     log::debug!(
@@ -80,7 +91,7 @@ fn log_settings(s: &Settings) {
         crate::redact::mask(s.analytics_url().unwrap_or("-")),
         crate::redact::mask(&s.redis_url),
         s.redis_prefix,
-        s.jobs_dir.display(),
+        absolute(&s.jobs_dir).display(),
         s.overlap,
         s.lock_ttl,
         s.log_retention_days,
@@ -102,7 +113,7 @@ pub fn run_all(settings: &Settings, args: &RunArgs) -> Result<i32> {
     log::info!(
         "run started: {} job(s) in {}",
         files.len(),
-        settings.jobs_dir.display()
+        absolute(&settings.jobs_dir).display()
     );
     log_settings(settings);
     run(settings, &files, args, true, started)
@@ -112,6 +123,11 @@ pub fn run_one(settings: &Settings, name: &str, args: &RunArgs) -> Result<i32> {
     let started = Instant::now();
     check_connection_settings(settings)?;
     let path = job::resolve(&settings.jobs_dir, name)?;
+    log::info!(
+        "run started: job {} from {}",
+        job::job_name(&path),
+        absolute(&path).display()
+    );
     log_settings(settings);
     run(settings, &[path], args, false, started)
 }

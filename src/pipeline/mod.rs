@@ -18,6 +18,7 @@ use crate::db::Conn;
 use crate::error::{Db, Error, Result};
 use crate::job::Job;
 use crate::lock::{self, Acquired, LockKeeper};
+use crate::logging::REPORTED;
 use crate::redis_conn::RedisTarget;
 use crate::report::{JobReport, Status};
 use crate::settings::Settings;
@@ -104,7 +105,7 @@ impl<'s> Runner<'s> {
         let mut report = match outcome {
             Ok(Done::Synced(r)) => *r,
             Ok(Done::Skipped(why)) => {
-                log::warn!("skipped: {why}");
+                log::warn!(target: REPORTED, "skipped: {why}");
                 let mut r = JobReport::new(&job.name);
                 r.status = Status::Skipped;
                 r.error = Some(why);
@@ -114,7 +115,7 @@ impl<'s> Runner<'s> {
         };
         report.duration_ms = started.elapsed().as_millis() as u64;
         if report.status == Status::Ok {
-            log::info!("{}", report.line(opts.dry_run));
+            log::info!(target: REPORTED, "{}", report.line(opts.dry_run));
         }
         report
     }
@@ -180,7 +181,7 @@ impl<'s> Runner<'s> {
             ),
             None => crate::error::chain(&e),
         };
-        log::error!("failed: {message}");
+        log::error!(target: REPORTED, "failed: {message}");
         self.drop_broken(&e);
         if record && stopped.is_none() {
             self.record_failure(job, &message);
