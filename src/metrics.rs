@@ -11,20 +11,14 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result, io};
-use crate::report::{JobReport, RunReport, Status};
+use crate::report::{Counts, JobReport, RunReport, Status};
 use crate::state::{StateStore, now_ms};
 
 /// What the file says about one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobMetrics {
     pub status: Status,
-    pub rows_read: u64,
-    pub rows_upserted: u64,
-    pub rows_unchanged: u64,
-    pub rows_deleted: u64,
-    /// Rows M has and A lacked although the watermark said they were delivered, copied by
-    /// drift repair.
-    pub rows_repaired: u64,
+    pub rows: Counts,
     pub duration_seconds: f64,
     /// When the job last ran (any outcome), Unix seconds.
     pub last_run_seconds: f64,
@@ -33,6 +27,19 @@ pub struct JobMetrics {
     pub last_success_seconds: Option<f64>,
     /// Failed runs recorded for the job since its state was last reset.
     pub failures_total: u64,
+}
+
+impl Default for JobMetrics {
+    fn default() -> Self {
+        JobMetrics {
+            status: Status::Ok,
+            rows: Counts::default(),
+            duration_seconds: 0.0,
+            last_run_seconds: 0.0,
+            last_success_seconds: None,
+            failures_total: 0,
+        }
+    }
 }
 
 /// Facts about a job that outlive one run; the caller reads them from Redis.
@@ -50,11 +57,7 @@ pub struct RunMetrics {
     pub jobs_ok: u64,
     pub jobs_failed: u64,
     pub jobs_skipped: u64,
-    pub rows_read: u64,
-    pub rows_upserted: u64,
-    pub rows_unchanged: u64,
-    pub rows_deleted: u64,
-    pub rows_repaired: u64,
+    pub rows: Counts,
 }
 
 /// The whole file.
@@ -73,55 +76,51 @@ fn status_name(s: Status) -> &'static str {
 }
 
 fn parse_status(s: &str) -> Option<Status> {
-    match s {
-        "ok" => Some(Status::Ok),
-        "failed" => Some(Status::Failed),
-        "skipped" => Some(Status::Skipped),
-        _ => None,
-    }
+    STATUSES.into_iter().find(|st| status_name(*st) == s)
 }
 
 const STATUSES: [Status; 3] = [Status::Ok, Status::Failed, Status::Skipped];
 
+/// The invocation a snapshot is made for.
+pub struct Invocation {
+    pub now_seconds: f64,
+    pub duration_seconds: f64,
+    /// the report covers every job file (`elt run`): jobs missing from it (files removed)
+    /// are dropped; otherwise (`run-job`) other jobs are kept from the previous file
+    pub whole_run: bool,
+}
+
 /// Builds the new file's content from this run's report, what Redis remembers of each job
 /// (`remembered(job)`), and the previous file (`previous`, if any).
-///
-/// `whole_run`: the report covers every job file (`elt run`), so jobs missing from it (files
-/// removed) are dropped; otherwise (`run-job`) other jobs are kept from `previous`.
 pub fn snapshot(
     report: &RunReport,
-    now_seconds: f64,
-    run_duration_seconds: f64,
+    run: &Invocation,
     previous: Option<&Snapshot>,
-    whole_run: bool,
     mut remembered: impl FnMut(&str) -> Remembered,
 ) -> Snapshot {
     let mut jobs = BTreeMap::new();
-    if !whole_run {
-        if let Some(p) = previous {
-            jobs.extend(p.jobs.clone());
-        }
+    if let (false, Some(p)) = (run.whole_run, previous) {
+        jobs.extend(p.jobs.clone());
     }
     for j in &report.jobs {
         let before = previous.and_then(|p| p.jobs.get(&j.job));
         let facts = remembered(&j.job);
-        jobs.insert(j.job.clone(), job_metrics(j, now_seconds, before, facts));
+        jobs.insert(j.job.clone(), job_metrics(j, run.now_seconds, before, facts));
     }
     let count = |s: Status| report.jobs.iter().filter(|j| j.status == s).count() as u64;
-    let sum = |f: fn(&JobReport) -> u64| report.jobs.iter().map(f).sum::<u64>();
+    let mut rows = Counts::default();
+    for j in &report.jobs {
+        rows.add(&j.rows);
+    }
     Snapshot {
         jobs,
         run: Some(RunMetrics {
-            finished_seconds: now_seconds,
-            duration_seconds: run_duration_seconds,
+            finished_seconds: run.now_seconds,
+            duration_seconds: run.duration_seconds,
             jobs_ok: count(Status::Ok),
             jobs_failed: count(Status::Failed),
             jobs_skipped: count(Status::Skipped),
-            rows_read: sum(|j| j.rows_read),
-            rows_upserted: sum(|j| j.rows_upserted),
-            rows_unchanged: sum(|j| j.rows_unchanged),
-            rows_deleted: sum(|j| j.rows_deleted),
-            rows_repaired: sum(|j| j.rows_repaired),
+            rows,
         }),
     }
 }
@@ -147,11 +146,7 @@ fn job_metrics(
     };
     JobMetrics {
         status: j.status,
-        rows_read: j.rows_read,
-        rows_upserted: j.rows_upserted,
-        rows_unchanged: j.rows_unchanged,
-        rows_deleted: j.rows_deleted,
-        rows_repaired: j.rows_repaired,
+        rows: j.rows,
         duration_seconds: j.duration_ms as f64 / 1000.0,
         last_run_seconds: now_seconds,
         last_success_seconds,
@@ -225,71 +220,96 @@ impl Family<'_> {
     }
 }
 
-type JobValue = fn(&JobMetrics) -> f64;
+/// One per-job series of the file: written with `get`, read back with `set` (`None`: derived
+/// from another series when read).
+struct JobFamily {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    get: fn(&JobMetrics) -> f64,
+    set: Option<fn(&mut JobMetrics, f64)>,
+}
 
-/// Per-job families: name, type, help, value.
-const JOB_FAMILIES: &[(&str, &str, &str, JobValue)] = &[
-    (
-        "elt_job_up",
-        "gauge",
-        "1 if the job's last run succeeded or was skipped because another runner held it, 0 if it failed.",
-        |m| f64::from(u8::from(m.status != Status::Failed)),
-    ),
-    (
-        "elt_job_rows_read",
-        "gauge",
-        "Rows returned by SELECT_SOURCE_SQL in the job's last run.",
-        |m| m.rows_read as f64,
-    ),
-    (
-        "elt_job_rows_upserted",
-        "gauge",
-        "Rows written to A by the job's last run.",
-        |m| m.rows_upserted as f64,
-    ),
-    (
-        "elt_job_rows_unchanged",
-        "gauge",
-        "Rows read but left alone because their hash was unchanged, in the job's last run.",
-        |m| m.rows_unchanged as f64,
-    ),
-    (
-        "elt_job_rows_deleted",
-        "gauge",
-        "Rows deleted from A because M no longer has them, in the job's last run.",
-        |m| m.rows_deleted as f64,
-    ),
-    (
-        "elt_job_rows_repaired",
-        "gauge",
-        "Rows M has and A lacked although the watermark said they were delivered, copied by drift repair in the job's last run.",
-        |m| m.rows_repaired as f64,
-    ),
-    (
-        "elt_job_duration_seconds",
-        "gauge",
-        "Wall time of the job's last run.",
-        |m| m.duration_seconds,
-    ),
-    (
-        "elt_job_last_run_timestamp_seconds",
-        "gauge",
-        "Unix time at which the job last ran (end of that invocation), whatever its outcome.",
-        |m| m.last_run_seconds,
-    ),
-    (
-        "elt_job_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the job's last successful run; 0 if it never succeeded.",
-        |m| m.last_success_seconds.unwrap_or(0.0),
-    ),
-    (
-        "elt_job_failures_total",
-        "counter",
-        "Failed runs of the job since its state was last reset.",
-        |m| m.failures_total as f64,
-    ),
+fn count(v: f64) -> u64 {
+    v.max(0.0) as u64
+}
+
+/// Per-job series, in the order written.
+const JOB_FAMILIES: &[JobFamily] = &[
+    JobFamily {
+        name: "elt_job_up",
+        kind: "gauge",
+        help: "1 if the job's last run succeeded or was skipped because another runner held it, 0 if it failed.",
+        get: |m| f64::from(u8::from(m.status != Status::Failed)),
+        set: None,
+    },
+    JobFamily {
+        name: "elt_job_rows_read",
+        kind: "gauge",
+        help: "Rows returned by SELECT_SOURCE_SQL in the job's last run.",
+        get: |m| m.rows.read as f64,
+        set: Some(|m, v| m.rows.read = count(v)),
+    },
+    JobFamily {
+        name: "elt_job_rows_upserted",
+        kind: "gauge",
+        help: "Rows written to A by the job's last run.",
+        get: |m| m.rows.upserted as f64,
+        set: Some(|m, v| m.rows.upserted = count(v)),
+    },
+    JobFamily {
+        name: "elt_job_rows_unchanged",
+        kind: "gauge",
+        help: "Rows read but left alone because their hash was unchanged, in the job's last run.",
+        get: |m| m.rows.unchanged as f64,
+        set: Some(|m, v| m.rows.unchanged = count(v)),
+    },
+    JobFamily {
+        name: "elt_job_rows_deleted",
+        kind: "gauge",
+        help: "Rows deleted from A because M no longer has them, in the job's last run.",
+        get: |m| m.rows.deleted as f64,
+        set: Some(|m, v| m.rows.deleted = count(v)),
+    },
+    JobFamily {
+        name: "elt_job_rows_repaired",
+        kind: "gauge",
+        help: "Rows M has and A lacked although the watermark said they were delivered, copied by drift repair in the job's last run.",
+        get: |m| m.rows.repaired as f64,
+        set: Some(|m, v| m.rows.repaired = count(v)),
+    },
+    JobFamily {
+        name: "elt_job_duration_seconds",
+        kind: "gauge",
+        help: "Wall time of the job's last run.",
+        get: |m| m.duration_seconds,
+        set: Some(|m, v| m.duration_seconds = v),
+    },
+    JobFamily {
+        name: "elt_job_last_run_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time at which the job last ran (end of that invocation), whatever its outcome.",
+        get: |m| m.last_run_seconds,
+        set: Some(|m, v| m.last_run_seconds = v),
+    },
+    JobFamily {
+        name: "elt_job_last_success_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time of the job's last successful run; 0 if it never succeeded.",
+        get: |m| m.last_success_seconds.unwrap_or(0.0),
+        set: Some(|m, v| m.last_success_seconds = (v > 0.0).then_some(v)),
+    },
+    JobFamily {
+        name: "elt_job_failures_total",
+        kind: "counter",
+        help: "Failed runs of the job since its state was last reset.",
+        get: |m| m.failures_total as f64,
+        set: Some(|m, v| m.failures_total = count(v)),
+    },
 ];
+
+/// The outcome series: one sample per status, 1 for the job's.
+const JOB_STATUS: &str = "elt_job_status";
 
 type RunValue = fn(&RunMetrics) -> f64;
 
@@ -310,31 +330,31 @@ const RUN_FAMILIES: &[(&str, &str, &str, RunValue)] = &[
         "elt_run_rows_read",
         "gauge",
         "Rows read by all jobs of the last invocation.",
-        |r| r.rows_read as f64,
+        |r| r.rows.read as f64,
     ),
     (
         "elt_run_rows_upserted",
         "gauge",
         "Rows written to A by all jobs of the last invocation.",
-        |r| r.rows_upserted as f64,
+        |r| r.rows.upserted as f64,
     ),
     (
         "elt_run_rows_unchanged",
         "gauge",
         "Rows left alone by all jobs of the last invocation.",
-        |r| r.rows_unchanged as f64,
+        |r| r.rows.unchanged as f64,
     ),
     (
         "elt_run_rows_deleted",
         "gauge",
         "Rows deleted from A by all jobs of the last invocation.",
-        |r| r.rows_deleted as f64,
+        |r| r.rows.deleted as f64,
     ),
     (
         "elt_run_rows_repaired",
         "gauge",
         "Rows repaired by all jobs of the last invocation.",
-        |r| r.rows_repaired as f64,
+        |r| r.rows.repaired as f64,
     ),
 ];
 
@@ -342,21 +362,21 @@ const RUN_FAMILIES: &[(&str, &str, &str, RunValue)] = &[
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
-    for (name, kind, help, value) in JOB_FAMILIES {
-        f.head(name, kind, help);
+    for fam in JOB_FAMILIES {
+        f.head(fam.name, fam.kind, fam.help);
         for (job, m) in &s.jobs {
-            f.sample(name, &[("job", job)], value(m));
+            f.sample(fam.name, &[("job", job)], (fam.get)(m));
         }
     }
     f.head(
-        "elt_job_status",
+        JOB_STATUS,
         "gauge",
         "Outcome of the job's last run: 1 for the status label that applies, 0 for the others.",
     );
     for (job, m) in &s.jobs {
         for st in STATUSES {
             f.sample(
-                "elt_job_status",
+                JOB_STATUS,
                 &[("job", job), ("status", status_name(st))],
                 f64::from(u8::from(m.status == st)),
             );
@@ -433,37 +453,16 @@ pub fn parse(text: &str) -> Snapshot {
         };
         let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let Some(job) = label("job") else { continue };
-        let m = jobs.entry(job.to_string()).or_insert(JobMetrics {
-            status: Status::Ok,
-            rows_read: 0,
-            rows_upserted: 0,
-            rows_unchanged: 0,
-            rows_deleted: 0,
-            rows_repaired: 0,
-            duration_seconds: 0.0,
-            last_run_seconds: 0.0,
-            last_success_seconds: None,
-            failures_total: 0,
-        });
-        let count = value.max(0.0) as u64;
-        match name {
-            "elt_job_status" if value == 1.0 => {
-                if let Some(s) = label("status").and_then(parse_status) {
-                    m.status = s;
-                }
+        let m = jobs.entry(job.to_string()).or_default();
+        if name == JOB_STATUS {
+            if let Some(st) = label("status").and_then(parse_status).filter(|_| value == 1.0) {
+                m.status = st;
             }
-            "elt_job_rows_read" => m.rows_read = count,
-            "elt_job_rows_upserted" => m.rows_upserted = count,
-            "elt_job_rows_unchanged" => m.rows_unchanged = count,
-            "elt_job_rows_deleted" => m.rows_deleted = count,
-            "elt_job_rows_repaired" => m.rows_repaired = count,
-            "elt_job_duration_seconds" => m.duration_seconds = value,
-            "elt_job_last_run_timestamp_seconds" => m.last_run_seconds = value,
-            "elt_job_last_success_timestamp_seconds" => {
-                m.last_success_seconds = (value > 0.0).then_some(value)
-            }
-            "elt_job_failures_total" => m.failures_total = count,
-            _ => {}
+            continue;
+        }
+        let family = JOB_FAMILIES.iter().find(|f| f.name == name);
+        if let Some(set) = family.and_then(|f| f.set) {
+            set(m, value);
         }
     }
     Snapshot { jobs, run: None }
@@ -515,13 +514,15 @@ pub fn write_for_run(
     duration: std::time::Duration,
 ) -> Result<()> {
     let previous = read_previous(path);
-    let now = now_ms() as f64 / 1000.0;
+    let run = Invocation {
+        now_seconds: now_ms() as f64 / 1000.0,
+        duration_seconds: duration.as_secs_f64(),
+        whole_run,
+    };
     let snap = snapshot(
         report,
-        now,
-        duration.as_secs_f64(),
+        &run,
         previous.as_ref(),
-        whole_run,
         |job| match store.as_mut().map(|s| s.meta(job)) {
             Some(Ok(Some(m))) => Remembered {
                 last_success_seconds: m.last_success_ms.map(|ms| ms as f64 / 1000.0),
@@ -542,9 +543,9 @@ mod tests {
     fn report(job: &str, status: Status, read: u64) -> JobReport {
         let mut r = JobReport::new(job);
         r.status = status;
-        r.rows_read = read;
-        r.rows_upserted = read / 2;
-        r.rows_unchanged = read - read / 2;
+        r.rows.read = read;
+        r.rows.upserted = read / 2;
+        r.rows.unchanged = read - read / 2;
         r.duration_ms = 1500;
         r
     }
@@ -573,7 +574,12 @@ mod tests {
                 report("b,\"x\"", Status::Failed, 0),
             ],
         };
-        let s = snapshot(&run, 1000.5, 2.0, None, true, |job| Remembered {
+        let inv = |now: f64, whole_run: bool| Invocation {
+            now_seconds: now,
+            duration_seconds: 1.0,
+            whole_run,
+        };
+        let s = snapshot(&run, &inv(1000.5, true), None, |job| Remembered {
             last_success_seconds: (job == "a").then_some(999.0),
             failures_total: Some(u64::from(job != "a") * 3),
         });
@@ -589,13 +595,18 @@ mod tests {
         let first = RunReport {
             jobs: vec![report("a", Status::Ok, 1), report("b", Status::Ok, 2)],
         };
-        let prev = snapshot(&first, 100.0, 1.0, None, true, |_| Remembered::default());
+        let inv = |now: f64, whole_run: bool| Invocation {
+            now_seconds: now,
+            duration_seconds: 1.0,
+            whole_run,
+        };
+        let prev = snapshot(&first, &inv(100.0, true), None, |_| Remembered::default());
         assert_eq!(prev.jobs["a"].last_success_seconds, Some(100.0));
         // Redis is unreachable now: the failed job keeps its success time from the file
         let second = RunReport {
             jobs: vec![report("a", Status::Failed, 0)],
         };
-        let next = snapshot(&second, 200.0, 1.0, Some(&prev), false, |_| {
+        let next = snapshot(&second, &inv(200.0, false), Some(&prev), |_| {
             Remembered::default()
         });
         assert_eq!(next.jobs.len(), 2, "run-job keeps b");
@@ -603,7 +614,7 @@ mod tests {
         assert_eq!(next.jobs["a"].failures_total, 1);
         assert_eq!(next.jobs["b"], prev.jobs["b"]);
         // a whole run drops jobs whose files are gone
-        let third = snapshot(&second, 300.0, 1.0, Some(&next), true, |_| {
+        let third = snapshot(&second, &inv(300.0, true), Some(&next), |_| {
             Remembered::default()
         });
         assert_eq!(third.jobs.keys().collect::<Vec<_>>(), ["a"]);

@@ -225,13 +225,27 @@ struct Spec {
     root_cert: Option<String>,
 }
 
+/// `%XX` escapes decoded; an empty part is absent.
+fn decode(s: &str) -> Option<String> {
+    Some(percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// `HOST:PORT[,HOST:PORT…]`, brackets around IPv6 addresses allowed.
+fn hosts(list: &str) -> Result<Vec<(String, u16)>, &'static str> {
+    list.split(',')
+        .map(|h| {
+            let (host, port) = h.rsplit_once(':').ok_or("each host needs a :PORT")?;
+            let port = port.parse().map_err(|_| "a port is not a number")?;
+            Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+        })
+        .collect()
+}
+
 impl Spec {
     fn parse(url: &str) -> RedisResult<Spec> {
         let bad = |why: &str| {
-            invalid(
-                "invalid Redis URL",
-                format!("{}: {why}", crate::redact::mask(url)),
-            )
+            invalid("invalid Redis URL", format!("{}: {why}", crate::redact::mask(url)))
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (rest, insecure) = match rest.rsplit_once('#') {
@@ -244,68 +258,27 @@ impl Spec {
             None => (None, rest),
         };
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let hosts = hosts
-            .split(',')
-            .map(|h| {
-                let (host, port) = h
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("each host needs a :PORT"))?;
-                let port = port.parse().map_err(|_| bad("a port is not a number"))?;
-                Ok((
-                    host.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_string(),
-                    port,
-                ))
-            })
-            .collect::<RedisResult<Vec<_>>>()?;
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(u) => {
-                let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-                let decode = |s: &str| {
-                    Some(
-                        percent_encoding::percent_decode_str(s)
-                            .decode_utf8_lossy()
-                            .into_owned(),
-                    )
-                    .filter(|s| !s.is_empty())
-                };
-                (decode(user), decode(pass))
-            }
-        };
+        let (host_list, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, pass) = userinfo.map_or(("", ""), |u| u.split_once(':').unwrap_or((u, "")));
         let mut root_cert = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
-                Some((ROOT_CERT_PARAM, v)) => {
-                    root_cert = Some(
-                        percent_encoding::percent_decode_str(v)
-                            .decode_utf8_lossy()
-                            .into_owned(),
-                    )
-                }
+                Some((ROOT_CERT_PARAM, v)) => root_cert = decode(v),
                 _ => return Err(bad("the only query parameter known is sslrootcert")),
             }
         }
-        let tls = scheme.starts_with("rediss").then_some(if insecure {
-            TlsMode::Insecure
-        } else {
-            TlsMode::Secure
-        });
+        let tls = scheme
+            .starts_with("rediss")
+            .then_some(if insecure { TlsMode::Insecure } else { TlsMode::Secure });
         if root_cert.is_some() && tls.is_none() {
             return Err(bad("sslrootcert needs TLS (rediss+...)"));
         }
         Ok(Spec {
             tls,
-            username,
-            password,
-            hosts,
-            path: path
-                .split('/')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect(),
+            username: decode(user),
+            password: decode(pass),
+            hosts: hosts(host_list).map_err(bad)?,
+            path: path.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect(),
             root_cert,
         })
     }

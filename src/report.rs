@@ -20,17 +20,44 @@ pub struct Timings {
     pub state: u64,
 }
 
+/// What a run did to the rows of one job (or of all jobs, summed), as `--json`, the summary
+/// line and the metrics file give them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// rows returned by SELECT_SOURCE_SQL
+    #[serde(rename = "rows_read")]
+    pub read: u64,
+    /// rows the upsert wrote
+    #[serde(rename = "rows_upserted")]
+    pub upserted: u64,
+    /// rows read but left alone (hash unchanged, or skipped by the upsert)
+    #[serde(rename = "rows_unchanged")]
+    pub unchanged: u64,
+    /// rows deleted from A because M no longer has them
+    #[serde(rename = "rows_deleted")]
+    pub deleted: u64,
+    /// rows M has and A lacked although their watermark column said they were delivered
+    /// (NULL or never-bumped `updated_at`, rows lost in A), copied by drift repair
+    #[serde(rename = "rows_repaired")]
+    pub repaired: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.upserted += o.upserted;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.repaired += o.repaired;
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct JobReport {
     pub job: String,
     pub status: Status,
-    pub rows_read: u64,
-    pub rows_upserted: u64,
-    pub rows_unchanged: u64,
-    pub rows_deleted: u64,
-    /// Rows M has and A lacked although their watermark column said they were delivered
-    /// (NULL or never-bumped `updated_at`, rows lost in A), copied by drift repair.
-    pub rows_repaired: u64,
+    #[serde(flatten)]
+    pub rows: Counts,
     pub duration_ms: u64,
     pub error: Option<String>,
     /// Why the run read everything (first run, definition changed, target emptied, …);
@@ -47,11 +74,7 @@ impl JobReport {
         JobReport {
             job: job.to_string(),
             status: Status::Ok,
-            rows_read: 0,
-            rows_upserted: 0,
-            rows_unchanged: 0,
-            rows_deleted: 0,
-            rows_repaired: 0,
+            rows: Counts::default(),
             duration_ms: 0,
             error: None,
             full_sync: None,
@@ -67,12 +90,12 @@ impl JobReport {
             Status::Ok => format!(
                 "{}: ok{would}: read {}, upserted {}, unchanged {}, deleted {}{} in {} ms{}",
                 self.job,
-                self.rows_read,
-                self.rows_upserted,
-                self.rows_unchanged,
-                self.rows_deleted,
-                if self.rows_repaired > 0 {
-                    format!(", repaired {}", self.rows_repaired)
+                self.rows.read,
+                self.rows.upserted,
+                self.rows.unchanged,
+                self.rows.deleted,
+                if self.rows.repaired > 0 {
+                    format!(", repaired {}", self.rows.repaired)
                 } else {
                     String::new()
                 },

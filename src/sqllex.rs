@@ -73,153 +73,150 @@ pub fn tokenize(src: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let start = i;
-        let c = b[i];
-        let mut unterminated = false;
-        let kind = if c.is_ascii_whitespace() {
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            Kind::Space
-        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-            Kind::LineComment
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            // PostgreSQL block comments nest.
-            let mut depth = 0usize;
-            loop {
-                if i >= b.len() {
-                    unterminated = true;
-                    break;
-                }
-                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            Kind::BlockComment
-        } else if c == b'\'' {
-            let (end, unterm) = scan_quoted(b, i, b'\'', false);
-            i = end;
-            unterminated = unterm;
-            Kind::String
-        } else if (c == b'e' || c == b'E') && b.get(i + 1) == Some(&b'\'') {
-            let (end, unterm) = scan_quoted(b, i + 1, b'\'', true);
-            i = end;
-            unterminated = unterm;
-            Kind::String
-        } else if matches!(c, b'b' | b'B' | b'x' | b'X' | b'n' | b'N')
-            && b.get(i + 1) == Some(&b'\'')
-        {
-            let (end, unterm) = scan_quoted(b, i + 1, b'\'', false);
-            i = end;
-            unterminated = unterm;
-            Kind::String
-        } else if (c == b'u' || c == b'U')
-            && b.get(i + 1) == Some(&b'&')
-            && matches!(b.get(i + 2), Some(b'\'') | Some(b'"'))
-        {
-            let q = b[i + 2];
-            let (end, unterm) = scan_quoted(b, i + 2, q, false);
-            i = end;
-            unterminated = unterm;
-            if q == b'\'' {
-                Kind::String
-            } else {
-                Kind::QuotedIdent
-            }
-        } else if c == b'"' {
-            let (end, unterm) = scan_quoted(b, i, b'"', false);
-            i = end;
-            unterminated = unterm;
-            Kind::QuotedIdent
-        } else if c == b'$' {
-            if let Some(tag_end) = dollar_tag_end(b, i) {
-                let tag = &b[i..tag_end];
-                match find(b, tag_end, tag) {
-                    Some(close) => i = close + tag.len(),
-                    None => {
-                        i = b.len();
-                        unterminated = true;
-                    }
-                }
-                Kind::DollarString
-            } else if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                Kind::Param
-            } else {
-                i += 1;
-                Kind::Operator
-            }
-        } else if c == b'%' && b.get(i + 1) == Some(&b's') && !is_ident_byte(b.get(i + 2)) {
-            i += 2;
-            Kind::Placeholder
-        } else if c == b'%' && b.get(i + 1) == Some(&b'%') {
-            i += 2;
-            Kind::PercentPercent
-        } else if c == b':' && b.get(i + 1) == Some(&b':') {
-            i += 2;
-            Kind::Cast
-        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
-                // exponent sign: 1e-5
-                if (b[i] == b'e' || b[i] == b'E') && matches!(b.get(i + 1), Some(b'+') | Some(b'-'))
-                {
-                    i += 1;
-                }
-                i += 1;
-            }
-            Kind::Number
-        } else if is_ident_start(c) {
-            while i < b.len() && is_ident_byte(Some(&b[i])) {
-                i += 1;
-            }
-            Kind::Word
-        } else if b"(),;[].:".contains(&c) {
-            i += 1;
-            Kind::Punct
-        } else if b"+-*/<>=~!@#%^&|?".contains(&c) {
-            while i < b.len()
-                && b"+-*/<>=~!@#%^&|?".contains(&b[i])
-                && !(b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
-                && !(b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
-                && !(b[i] == b'%' && matches!(b.get(i + 1), Some(b's') | Some(b'%')))
-            {
-                i += 1;
-            }
-            if i == start {
-                i += 1;
-            }
-            Kind::Operator
-        } else {
-            // any other byte, including the start of a multi-byte character outside identifiers
-            i += utf8_len(c);
-            Kind::Operator
-        };
-        let end = i.min(b.len());
+        let (kind, end, unterminated) = next_token(b, i);
+        let end = end.clamp(i + 1, b.len());
         out.push(Token {
             kind,
-            text: &src[start..end],
-            start,
+            text: &src[i..end],
+            start: i,
             unterminated,
         });
         i = end;
     }
     out
+}
+
+/// The token starting at byte `i`: its kind, where it ends, whether it is left open.
+fn next_token(b: &[u8], i: usize) -> (Kind, usize, bool) {
+    let c = b[i];
+    let at = |k: usize| b.get(i + k).copied();
+    if c.is_ascii_whitespace() {
+        return (Kind::Space, skip(b, i, |c| c.is_ascii_whitespace()), false);
+    }
+    if c == b'-' && at(1) == Some(b'-') {
+        return (Kind::LineComment, skip(b, i, |c| c != b'\n'), false);
+    }
+    if c == b'/' && at(1) == Some(b'*') {
+        let (end, open) = block_comment(b, i);
+        return (Kind::BlockComment, end, open);
+    }
+    if let Some(t) = quoted(b, i) {
+        return t;
+    }
+    if c == b'$' {
+        return dollar(b, i);
+    }
+    match (c, at(1)) {
+        (b'%', Some(b's')) if !is_ident_byte(b.get(i + 2)) => return (Kind::Placeholder, i + 2, false),
+        (b'%', Some(b'%')) => return (Kind::PercentPercent, i + 2, false),
+        (b':', Some(b':')) => return (Kind::Cast, i + 2, false),
+        _ => {}
+    }
+    if c.is_ascii_digit() || (c == b'.' && at(1).is_some_and(|d| d.is_ascii_digit())) {
+        return (Kind::Number, number_end(b, i), false);
+    }
+    if is_ident_start(c) {
+        return (Kind::Word, skip(b, i, |c| is_ident_byte(Some(&c))), false);
+    }
+    if b"(),;[].:".contains(&c) {
+        return (Kind::Punct, i + 1, false);
+    }
+    if OPERATOR_CHARS.contains(&c) {
+        return (Kind::Operator, operator_end(b, i), false);
+    }
+    // any other byte, including the start of a multi-byte character outside identifiers
+    (Kind::Operator, i + utf8_len(c), false)
+}
+
+const OPERATOR_CHARS: &[u8] = b"+-*/<>=~!@#%^&|?";
+
+/// The first byte from `i` on for which `keep` is false.
+fn skip(b: &[u8], mut i: usize, keep: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && keep(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// A block comment from `i` (PostgreSQL's nest): its end and whether it is left open.
+fn block_comment(b: &[u8], mut i: usize) -> (usize, bool) {
+    let mut depth = 0usize;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return (i, false);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    (i, true)
+}
+
+/// String literals (`'…'`, `E'…'`, `B'…'`, `X'…'`, `N'…'`, `U&'…'`) and quoted identifiers
+/// (`"…"`, `U&"…"`) starting at `i`.
+fn quoted(b: &[u8], i: usize) -> Option<(Kind, usize, bool)> {
+    let c = b[i];
+    let next = b.get(i + 1).copied();
+    let (open, backslashes, kind) = match (c, next) {
+        (b'\'', _) => (i, false, Kind::String),
+        (b'"', _) => (i, false, Kind::QuotedIdent),
+        (b'e' | b'E', Some(b'\'')) => (i + 1, true, Kind::String),
+        (b'b' | b'B' | b'x' | b'X' | b'n' | b'N', Some(b'\'')) => (i + 1, false, Kind::String),
+        (b'u' | b'U', Some(b'&')) => match b.get(i + 2) {
+            Some(b'\'') => (i + 2, false, Kind::String),
+            Some(b'"') => (i + 2, false, Kind::QuotedIdent),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (end, open_left) = scan_quoted(b, open, b[open], backslashes);
+    Some((kind, end, open_left))
+}
+
+/// A dollar-quoted string, a `$n` parameter or a lone `$` at `i`.
+fn dollar(b: &[u8], i: usize) -> (Kind, usize, bool) {
+    if let Some(tag_end) = dollar_tag_end(b, i) {
+        let tag = &b[i..tag_end];
+        return match find(b, tag_end, tag) {
+            Some(close) => (Kind::DollarString, close + tag.len(), false),
+            None => (Kind::DollarString, b.len(), true),
+        };
+    }
+    if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        return (Kind::Param, skip(b, i + 1, |c| c.is_ascii_digit()), false);
+    }
+    (Kind::Operator, i + 1, false)
+}
+
+/// The end of a number at `i`, exponent sign included (`1e-5`).
+fn number_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+        if (b[i] == b'e' || b[i] == b'E') && matches!(b.get(i + 1), Some(b'+') | Some(b'-')) {
+            i += 1;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The end of an operator at `i`: it stops where a comment or a placeholder starts.
+fn operator_end(b: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < b.len()
+        && OPERATOR_CHARS.contains(&b[i])
+        && !(b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
+        && !(b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
+        && !(b[i] == b'%' && matches!(b.get(i + 1), Some(b's') | Some(b'%')))
+    {
+        i += 1;
+    }
+    i.max(start + 1)
 }
 
 fn is_ident_start(c: u8) -> bool {

@@ -216,7 +216,7 @@ impl<'t> Verifier<'t> {
             .zip(types)
             .map(|(n, (t, _))| format!("(elt_src.{})::{t}", quote_ident(n)))
             .collect();
-        self.side(
+        side(
             Db::Master,
             format!("({}) AS elt_src", plan.all_rows_sql),
             job,
@@ -238,29 +238,13 @@ impl<'t> Verifier<'t> {
             .zip(types)
             .map(|(e, (t, _))| format!("({e})::{t}"))
             .collect();
-        Ok(self.side(
+        Ok(side(
             Db::Analytics,
             "pg_temp.elt_stage AS s".into(),
             job,
             plan,
             values,
         ))
-    }
-
-    fn side(&self, db: Db, from: String, job: &Job, plan: &Plan, values: Vec<String>) -> Side {
-        let key_values: Vec<String> = job
-            .key_columns
-            .iter()
-            .filter_map(|k| plan.upsert_columns.iter().position(|c| c == k))
-            .map(|i| values[i].clone())
-            .collect();
-        Side {
-            db,
-            from,
-            key: format!("row({})::text", key_values.join(", ")),
-            parts: key_values.iter().map(|v| format!("({v})::text")).collect(),
-            row: format!("row({})::text", values.join(", ")),
-        }
     }
 
     fn compare(
@@ -325,6 +309,23 @@ impl<'t> Verifier<'t> {
             Differences { out: &mut out }.walk(&mut pair, &mut src, &mut tgt)?;
         }
         Ok(out)
+    }
+}
+
+/// One side's SQL from the values it writes, in upsert column order.
+fn side(db: Db, from: String, job: &Job, plan: &Plan, values: Vec<String>) -> Side {
+    let key_values: Vec<String> = job
+        .key_columns
+        .iter()
+        .filter_map(|k| plan.upsert_columns.iter().position(|c| c == k))
+        .map(|i| values[i].clone())
+        .collect();
+    Side {
+        db,
+        from,
+        key: format!("row({})::text", key_values.join(", ")),
+        parts: key_values.iter().map(|v| format!("({v})::text")).collect(),
+        row: format!("row({})::text", values.join(", ")),
     }
 }
 

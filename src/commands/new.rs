@@ -69,7 +69,11 @@ pub fn new_job(
     refuse_existing(&settings.jobs_dir, name, &path)?;
     let mut conn = db::Conn::connect(settings.master_url()?, Db::Master)?;
     let mut m = conn.begin(db::Access::ReadOnly)?;
-    let job = infer(&mut m, name, from_table, target_table, watermark_column)?;
+    let draft = Draft::infer(&mut m, from_table, target_table, watermark_column)?;
+    let job = NewJob {
+        yaml: draft.yaml(name, from_table),
+        notes: draft.notes,
+    };
     std::fs::create_dir_all(&settings.jobs_dir).map_err(io(format!(
         "cannot create the jobs folder {}",
         settings.jobs_dir.display()
@@ -140,14 +144,8 @@ struct NewJob {
     notes: Vec<String>,
 }
 
-fn infer(
-    m: &mut Transaction<'_>,
-    name: &str,
-    from_table: &str,
-    target_table: Option<&str>,
-    watermark_column: Option<&str>,
-) -> Result<NewJob> {
-    let q = pg(Db::Master, "reading the table's definition");
+/// The table `from_table` names on M: its oid, qualified name and own name.
+fn find_table(m: &mut Transaction<'_>, from_table: &str) -> Result<(u32, String, String)> {
     let found = m
         .query_opt(
             "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relname, \
@@ -156,135 +154,166 @@ fn infer(
              WHERE c.oid = to_regclass($1)",
             &[&from_table],
         )
-        .map_err(q)?;
+        .map_err(pg(Db::Master, "reading the table's definition"))?;
     let Some(row) = found else {
         return Err(Error::Config(format!(
             "M has no table `{from_table}` (write `table` or `schema.table`; quote names with \
              capitals: '\"Orders\"')"
         )));
     };
-    let oid: u32 = row.get(0);
-    let source: String = row.get(1);
-    let relname: String = row.get(2);
     let relkind: String = row.get(3);
     if !matches!(relkind.as_str(), "r" | "p" | "v" | "m" | "f") {
         return Err(Error::Config(format!(
             "`{from_table}` is not a table or view on M"
         )));
     }
-    let mut notes = Vec::new();
-    let columns = read_columns(m, oid)?;
-    if columns.is_empty() {
-        return Err(Error::Config(format!("`{from_table}` has no columns")));
-    }
-    for c in columns.iter().filter(|c| c.cast) {
-        notes.push(format!(
-            "column `{}` has type {} on M; A gets {} (the SELECT casts it)",
-            c.name, c.m_type, c.a_type
-        ));
-    }
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
 
-    // KEY_COLUMNS: the primary key, else the smallest unique index on NOT NULL columns.
-    let key = read_key(m, oid)?;
-    let Some((key, key_source)) = key else {
-        return Err(Error::Config(format!(
-            "cannot infer KEY_COLUMNS: `{from_table}` has no primary key and no unique index on \
-             NOT NULL columns. A job needs columns that identify each row; add a primary key on \
-             M, or write the job by hand"
-        )));
-    };
-    notes.push(format!(
-        "KEY_COLUMNS ({}) from the {key_source}",
-        key.join(", ")
-    ));
+/// What `elt new` inferred from M, before it is written out as statements.
+struct Draft {
+    /// M's table, qualified and quoted
+    source: String,
+    target: String,
+    columns: Vec<Column>,
+    key: Vec<String>,
+    quoted_keys: Vec<String>,
+    condition: String,
+    notes: Vec<String>,
+}
 
-    // The watermark condition.
-    let (condition, wm_note) = watermark(&columns, &key, watermark_column)?;
-    notes.push(wm_note.clone());
+/// In SELECT_SOURCE_SQL and UPSERT_TARGET_SQL `%%` is a literal `%` (psycopg rule).
+fn pct(s: &str) -> String {
+    s.replace('%', "%%")
+}
 
-    let target = match target_table {
-        Some(t) => t.to_string(),
-        None => quote(m, &relname)?,
-    };
-    if crate::validate::parse_table_name(&target).is_none() {
-        return Err(Error::Config(format!(
-            "--target-table `{target}` is not a table name"
-        )));
-    }
-    let quoted: Vec<String> = columns.iter().map(|c| c.quoted.clone()).collect();
-    let quoted_keys: Vec<String> = key.iter().map(|k| quote(m, k)).collect::<Result<_>>()?;
-    // In SELECT_SOURCE_SQL and UPSERT_TARGET_SQL `%%` is a literal `%` (psycopg rule).
-    let pct = |s: &str| s.replace('%', "%%");
-
-    let mut create = format!("CREATE TABLE IF NOT EXISTS {target} (\n");
-    for (c, q) in columns.iter().zip(&quoted) {
-        create.push_str(&format!(
-            "    {q} {}{},\n",
-            c.a_type,
-            if c.not_null { " NOT NULL" } else { "" }
-        ));
-    }
-    create.push_str(&format!("    PRIMARY KEY ({})\n)", quoted_keys.join(", ")));
-
-    let select_list: Vec<String> = columns
-        .iter()
-        .zip(&quoted)
-        .map(|(c, q)| {
-            if c.cast {
-                format!("{}::{} AS {}", pct(q), c.a_type, pct(q))
-            } else {
-                pct(q)
-            }
-        })
-        .collect();
-    let source_sql = format!(
-        "SELECT {}\nFROM {}\nWHERE {condition}",
-        select_list.join(",\n       "),
-        pct(&source)
-    );
-    let col_list: Vec<String> = quoted.iter().map(|q| pct(q)).collect();
-    let mut set: Vec<String> = columns
-        .iter()
-        .zip(&quoted)
-        .filter(|(c, _)| !key.contains(&c.name))
-        .map(|(_, q)| format!("{} = EXCLUDED.{}", pct(q), pct(q)))
-        .collect();
-    if set.is_empty() {
-        // every column is a key column: DO UPDATE SET needs one assignment
-        let k = pct(&quoted_keys[0]);
-        set.push(format!("{k} = EXCLUDED.{k}"));
-    }
-    let upsert = format!(
-        "INSERT INTO {} ({})\nVALUES ({})\nON CONFLICT ({}) DO UPDATE SET\n    {}",
-        pct(&target),
-        wrap(&col_list),
-        wrap(&vec!["%s".to_string(); columns.len()]),
-        quoted_keys
+impl Draft {
+    fn infer(
+        m: &mut Transaction<'_>,
+        from_table: &str,
+        target_table: Option<&str>,
+        watermark_column: Option<&str>,
+    ) -> Result<Draft> {
+        let (oid, source, relname) = find_table(m, from_table)?;
+        let columns = read_columns(m, oid)?;
+        if columns.is_empty() {
+            return Err(Error::Config(format!("`{from_table}` has no columns")));
+        }
+        let mut notes: Vec<String> = columns
             .iter()
-            .map(|k| pct(k))
-            .collect::<Vec<_>>()
-            .join(", "),
-        set.join(",\n    ")
-    );
-    let keys_sql = format!("SELECT {} FROM {source}", quoted_keys.join(", "));
-
-    let mut yaml = format!(
-        "# Written by `elt new {name} --from-table {from_table}` from M's table {source}.\n"
-    );
-    for n in &notes {
-        yaml.push_str(&format!("# {}\n", n.replace('\n', " ")));
+            .filter(|c| c.cast)
+            .map(|c| {
+                format!(
+                    "column `{}` has type {} on M; A gets {} (the SELECT casts it)",
+                    c.name, c.m_type, c.a_type
+                )
+            })
+            .collect();
+        // KEY_COLUMNS: the primary key, else the smallest unique index on NOT NULL columns.
+        let Some((key, key_source)) = read_key(m, oid)? else {
+            return Err(Error::Config(format!(
+                "cannot infer KEY_COLUMNS: `{from_table}` has no primary key and no unique index \
+                 on NOT NULL columns. A job needs columns that identify each row; add a primary \
+                 key on M, or write the job by hand"
+            )));
+        };
+        notes.push(format!("KEY_COLUMNS ({}) from the {key_source}", key.join(", ")));
+        let (condition, wm_note) = watermark(&columns, &key, watermark_column)?;
+        notes.push(wm_note);
+        let target = match target_table {
+            Some(t) => t.to_string(),
+            None => quote(m, &relname)?,
+        };
+        if crate::validate::parse_table_name(&target).is_none() {
+            return Err(Error::Config(format!(
+                "--target-table `{target}` is not a table name"
+            )));
+        }
+        let quoted_keys = key.iter().map(|k| quote(m, k)).collect::<Result<_>>()?;
+        Ok(Draft {
+            source,
+            target,
+            columns,
+            key,
+            quoted_keys,
+            condition,
+            notes,
+        })
     }
-    yaml.push_str(&format!(
-        "CREATE_TABLE_SQL: |\n{}\nSELECT_SOURCE_SQL: |\n{}\nUPSERT_TARGET_SQL: |\n{}\n\
-         SELECT_KEYS_SQL: {}\nTARGET_TABLE: {}\nKEY_COLUMNS: {}\n",
-        indent(&create),
-        indent(&source_sql),
-        indent(&upsert),
-        yaml_scalar(&keys_sql),
-        yaml_scalar(&target),
-        serde_json::to_string(&key).unwrap_or_else(|_| "[]".into())
-    ));
-    Ok(NewJob { yaml, notes })
+
+    fn create_sql(&self) -> String {
+        let mut create = format!("CREATE TABLE IF NOT EXISTS {} (\n", self.target);
+        for c in &self.columns {
+            let not_null = if c.not_null { " NOT NULL" } else { "" };
+            create.push_str(&format!("    {} {}{not_null},\n", c.quoted, c.a_type));
+        }
+        create.push_str(&format!("    PRIMARY KEY ({})\n)", self.quoted_keys.join(", ")));
+        create
+    }
+
+    fn source_sql(&self) -> String {
+        let select_list: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| match c.cast {
+                true => format!("{}::{} AS {}", pct(&c.quoted), c.a_type, pct(&c.quoted)),
+                false => pct(&c.quoted),
+            })
+            .collect();
+        format!(
+            "SELECT {}\nFROM {}\nWHERE {}",
+            select_list.join(",\n       "),
+            pct(&self.source),
+            self.condition
+        )
+    }
+
+    fn upsert_sql(&self) -> String {
+        let col_list: Vec<String> = self.columns.iter().map(|c| pct(&c.quoted)).collect();
+        let mut set: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !self.key.contains(&c.name))
+            .map(|c| format!("{} = EXCLUDED.{}", pct(&c.quoted), pct(&c.quoted)))
+            .collect();
+        if set.is_empty() {
+            // every column is a key column: DO UPDATE SET needs one assignment
+            let k = pct(&self.quoted_keys[0]);
+            set.push(format!("{k} = EXCLUDED.{k}"));
+        }
+        let keys: Vec<String> = self.quoted_keys.iter().map(|k| pct(k)).collect();
+        format!(
+            "INSERT INTO {} ({})\nVALUES ({})\nON CONFLICT ({}) DO UPDATE SET\n    {}",
+            pct(&self.target),
+            wrap(&col_list),
+            wrap(&vec!["%s".to_string(); self.columns.len()]),
+            keys.join(", "),
+            set.join(",\n    ")
+        )
+    }
+
+    /// The job file: what was inferred as comments, then the six keys.
+    fn yaml(&self, name: &str, from_table: &str) -> String {
+        let mut yaml = format!(
+            "# Written by `elt new {name} --from-table {from_table}` from M's table {}.\n",
+            self.source
+        );
+        for n in &self.notes {
+            yaml.push_str(&format!("# {}\n", n.replace('\n', " ")));
+        }
+        let keys_sql = format!("SELECT {} FROM {}", self.quoted_keys.join(", "), self.source);
+        yaml.push_str(&format!(
+            "CREATE_TABLE_SQL: |\n{}\nSELECT_SOURCE_SQL: |\n{}\nUPSERT_TARGET_SQL: |\n{}\n\
+             SELECT_KEYS_SQL: {}\nTARGET_TABLE: {}\nKEY_COLUMNS: {}\n",
+            indent(&self.create_sql()),
+            indent(&self.source_sql()),
+            indent(&self.upsert_sql()),
+            yaml_scalar(&keys_sql),
+            yaml_scalar(&self.target),
+            serde_json::to_string(&self.key).unwrap_or_else(|_| "[]".into())
+        ));
+        yaml
+    }
 }
 
 /// `a, b, c` broken into lines of about 80 characters, continuation lines indented.
@@ -437,93 +466,93 @@ fn is_time(t: &str) -> bool {
     t.starts_with("timestamp") || t == "date"
 }
 
+/// A watermark condition on a time column: `> %s`, or for a nullable column one that full
+/// runs (placeholder `-infinity`) still meet where it is NULL.
+fn time_condition(c: &Column) -> String {
+    let q = pct(&c.quoted);
+    match c.not_null {
+        true => format!("{q} > %s"),
+        false => format!("COALESCE({q}, '-infinity') >= %s"),
+    }
+}
+
 /// The condition that ends SELECT_SOURCE_SQL, and a note on how it was chosen.
 fn watermark(columns: &[Column], key: &[String], chosen: Option<&str>) -> Result<(String, String)> {
-    let ident = |c: &Column| c.name.clone();
-    let quoted = |c: &Column| c.quoted.replace('%', "%%");
-    let time_condition = |c: &Column| {
-        if c.not_null {
-            format!("{} > %s", quoted(c))
-        } else {
-            // NULLs would never match `>`: a full run (placeholder -infinity) still copies them
-            format!("COALESCE({}, '-infinity') >= %s", quoted(c))
-        }
-    };
     if let Some(want) = chosen {
-        let Some(c) = columns.iter().find(|c| c.name == want) else {
-            return Err(Error::Config(format!(
-                "--watermark-column `{want}` is not a column of the table"
-            )));
-        };
-        if is_time(&c.a_type) {
-            return Ok((
-                time_condition(c),
-                format!("watermark column `{}` (from --watermark-column)", ident(c)),
-            ));
-        }
-        if INTEGERS.contains(&c.a_type.as_str()) {
-            return Ok((
-                format!("{} >= %s", quoted(c)),
-                format!(
-                    "watermark column `{}` is an integer: every run reads all rows (an integer \
-                     placeholder always gets its smallest value)",
-                    ident(c)
-                ),
-            ));
-        }
-        return Err(Error::Config(format!(
-            "--watermark-column `{want}` has type {}; a watermark needs timestamptz, timestamp, \
-             date or an integer type",
-            c.m_type
-        )));
+        return chosen_watermark(columns, want);
     }
     for name in CHANGE_COLUMNS {
-        if let Some(c) = columns
+        let found = columns
             .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name) && is_time(&c.a_type))
-        {
-            let nullable = if c.not_null {
-                String::new()
-            } else {
-                format!(
+            .find(|c| c.name.eq_ignore_ascii_case(name) && is_time(&c.a_type));
+        if let Some(c) = found {
+            let nullable = match c.not_null {
+                true => String::new(),
+                false => format!(
                     "; `{}` can be NULL, so rows where it is NULL are copied by full runs only \
                      (make it NOT NULL with a trigger that sets it)",
-                    ident(c)
-                )
-            };
-            return Ok((
-                time_condition(c),
-                format!(
-                    "watermark column `{}` ({}), found by its name{nullable}",
-                    ident(c),
-                    c.m_type
+                    c.name
                 ),
-            ));
+            };
+            let note = format!(
+                "watermark column `{}` ({}), found by its name{nullable}",
+                c.name, c.m_type
+            );
+            return Ok((time_condition(c), note));
         }
     }
-    // No change column: a condition every row meets, on a NOT NULL integer (the key first).
+    integer_watermark(columns, key)
+}
+
+/// `--watermark-column`: a time column, or an integer (which reads every row each run).
+fn chosen_watermark(columns: &[Column], want: &str) -> Result<(String, String)> {
+    let Some(c) = columns.iter().find(|c| c.name == want) else {
+        return Err(Error::Config(format!(
+            "--watermark-column `{want}` is not a column of the table"
+        )));
+    };
+    if is_time(&c.a_type) {
+        let note = format!("watermark column `{}` (from --watermark-column)", c.name);
+        return Ok((time_condition(c), note));
+    }
+    if INTEGERS.contains(&c.a_type.as_str()) {
+        let note = format!(
+            "watermark column `{}` is an integer: every run reads all rows (an integer \
+             placeholder always gets its smallest value)",
+            c.name
+        );
+        return Ok((format!("{} >= %s", pct(&c.quoted)), note));
+    }
+    Err(Error::Config(format!(
+        "--watermark-column `{want}` has type {}; a watermark needs timestamptz, timestamp, \
+         date or an integer type",
+        c.m_type
+    )))
+}
+
+/// No change column: a condition every row meets, on a NOT NULL integer (the key first).
+fn integer_watermark(columns: &[Column], key: &[String]) -> Result<(String, String)> {
     let integer = columns
         .iter()
         .filter(|c| c.not_null && INTEGERS.contains(&c.a_type.as_str()))
         .min_by_key(|c| !key.contains(&c.name));
+    let names = CHANGE_COLUMNS[..4].join(", ");
     match integer {
         Some(c) => Ok((
-            format!("{} >= %s", quoted(c)),
+            format!("{} >= %s", pct(&c.quoted)),
             format!(
-                "no updated_at-like column (timestamp or date named {}, …): the condition is on \
-                 the integer `{}`, so every run reads the whole table and the row hashes keep \
-                 unchanged rows from being rewritten. For incremental runs add an updated_at \
-                 column kept by a trigger on M and run `elt new` again (or pass \
+                "no updated_at-like column (timestamp or date named {names}, …): the condition \
+                 is on the integer `{}`, so every run reads the whole table and the row hashes \
+                 keep unchanged rows from being rewritten. For incremental runs add an \
+                 updated_at column kept by a trigger on M and run `elt new` again (or pass \
                  --watermark-column)",
-                CHANGE_COLUMNS[..4].join(", "),
-                ident(c)
+                c.name
             ),
         )),
         None => Err(Error::Config(format!(
             "cannot write the watermark condition: the table has no updated_at-like column \
-             (timestamp or date named {}, …) and no NOT NULL integer column; pass \
-             --watermark-column COLUMN",
-            CHANGE_COLUMNS[..4].join(", ")
+             (timestamp or date named {names}, …) and no NOT NULL integer column; pass \
+             --watermark-column COLUMN"
         ))),
     }
 }

@@ -180,80 +180,48 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-/// The human table: columns sized to their content, notes explaining the marks below it.
-pub fn table(jobs: &[JobStatus]) -> String {
-    if jobs.is_empty() {
-        return "no jobs: no job files and no state in Redis\n".into();
-    }
-    let header = [
-        "JOB",
-        "STATE",
-        "LAST SUCCESS",
-        "AGE",
-        "WATERMARK",
-        "ROWS",
-        "FILE",
-        "NEXT RUN",
-        "LAST ERROR",
-    ];
+const HEADER: [&str; 9] = [
+    "JOB",
+    "STATE",
+    "LAST SUCCESS",
+    "AGE",
+    "WATERMARK",
+    "ROWS",
+    "FILE",
+    "NEXT RUN",
+    "LAST ERROR",
+];
+/// The column of numbers, right-aligned.
+const ROWS_COLUMN: usize = 5;
+
+/// One job's cells, in `HEADER` order.
+fn cells(s: &JobStatus) -> [String; 9] {
     let dash = || "-".to_string();
-    let rows: Vec<[String; 9]> = jobs
-        .iter()
-        .map(|s| {
-            [
-                s.job.clone(),
-                s.state.clone(),
-                s.last_success.clone().unwrap_or_else(dash),
-                s.last_success_age_s.map(short_age).unwrap_or_else(dash),
-                s.watermark.clone().unwrap_or_else(dash),
-                s.rows_tracked.map(|r| r.to_string()).unwrap_or_else(dash),
-                if !s.has_file {
-                    "missing".into()
-                } else if s.file_changed_since_last_run {
-                    "changed".into()
-                } else {
-                    dash()
-                },
-                if s.definition_changed_since_last_run {
-                    "re-sync".into()
-                } else {
-                    dash()
-                },
-                s.last_error
-                    .as_deref()
-                    .map(|e| one_line(e, 100))
-                    .unwrap_or_else(dash),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if i == cells.len() - 1 {
-                l.push_str(cell);
-            } else if i == 5 {
-                // numbers right-aligned
-                l.push_str(&" ".repeat(pad));
-                l.push_str(cell);
-                l.push_str("  ");
-            } else {
-                l.push_str(cell);
-                l.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&header.map(String::from));
-    for r in &rows {
-        out.push_str(&line(r));
-    }
+    [
+        s.job.clone(),
+        s.state.clone(),
+        s.last_success.clone().unwrap_or_else(dash),
+        s.last_success_age_s.map(short_age).unwrap_or_else(dash),
+        s.watermark.clone().unwrap_or_else(dash),
+        s.rows_tracked.map(|r| r.to_string()).unwrap_or_else(dash),
+        match (s.has_file, s.file_changed_since_last_run) {
+            (false, _) => "missing".into(),
+            (true, true) => "changed".into(),
+            (true, false) => dash(),
+        },
+        match s.definition_changed_since_last_run {
+            true => "re-sync".into(),
+            false => dash(),
+        },
+        s.last_error
+            .as_deref()
+            .map(|e| one_line(e, 100))
+            .unwrap_or_else(dash),
+    ]
+}
+
+/// What the marks of the table mean, for those that appear in it.
+fn notes(jobs: &[JobStatus]) -> Vec<&'static str> {
     let mut notes = Vec::new();
     if jobs.iter().any(|j| j.file_changed_since_last_run) {
         notes.push("changed: the job file changed since its last successful run");
@@ -266,9 +234,40 @@ pub fn table(jobs: &[JobStatus]) -> String {
         );
     }
     if jobs.iter().any(|j| j.orphan) {
-        notes
-            .push("orphan: state in Redis but no job file; `elt reset-state --orphans` removes it");
+        notes.push("orphan: state in Redis but no job file; `elt reset-state --orphans` removes it");
     }
+    notes
+}
+
+/// The human table: columns sized to their content, notes explaining the marks below it.
+pub fn table(jobs: &[JobStatus]) -> String {
+    if jobs.is_empty() {
+        return "no jobs: no job files and no state in Redis\n".into();
+    }
+    let rows: Vec<[String; 9]> = jobs.iter().map(cells).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = " ".repeat(widths[i].saturating_sub(cell.chars().count()));
+            match i {
+                _ if i == cells.len() - 1 => l.push_str(cell),
+                ROWS_COLUMN => l.push_str(&format!("{pad}{cell}  ")),
+                _ => l.push_str(&format!("{cell}{pad}  ")),
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&HEADER.map(String::from));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    let notes = notes(jobs);
     if !notes.is_empty() {
         out.push('\n');
         for n in notes {

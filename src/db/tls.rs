@@ -324,6 +324,7 @@ impl std::fmt::Display for NotTrusted {
 
 impl std::error::Error for NotTrusted {}
 
+// The methods' parameter lists are rustls's `ServerCertVerifier` trait.
 impl ServerCertVerifier for Verify {
     fn verify_server_cert(
         &self,
@@ -376,6 +377,7 @@ impl ServerCertVerifier for Verify {
 #[derive(Debug)]
 struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
 
+// The methods' parameter lists are rustls's `ServerCertVerifier` trait.
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(
         &self,

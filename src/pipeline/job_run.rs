@@ -245,9 +245,9 @@ impl<'r> JobRun<'r> {
         self.cx
             .opts
             .progress
-            .tell(Stage::Load, r.rows_read, r.rows_upserted);
+            .tell(Stage::Load, r.rows.read, r.rows.upserted);
         // rows counted as changed but skipped by a `DO UPDATE ... WHERE` are unchanged in A
-        r.rows_unchanged = r.rows_read - r.rows_upserted.min(r.rows_read);
+        r.rows.unchanged = r.rows.read - r.rows.upserted.min(r.rows.read);
         Ok(())
     }
 
@@ -311,7 +311,7 @@ impl<'r> JobRun<'r> {
             Ok(n) => {
                 sp.commit()
                     .map_err(pg(Db::Analytics, "finishing the load"))?;
-                self.report.rows_upserted = n;
+                self.report.rows.upserted = n;
                 self.loaded = Some(sum);
                 Ok(true)
             }
@@ -322,7 +322,7 @@ impl<'r> JobRun<'r> {
                 // dropping it removes what it wrote
                 self.prewritten = None;
                 self.pending = PendingState::new();
-                self.report.rows_read = 0;
+                self.report.rows.read = 0;
                 Ok(false)
             }
             Err(e) => Err(pg(Db::Analytics, "copying rows into the target")(e)),
@@ -355,7 +355,7 @@ impl<'r> JobRun<'r> {
         let t = Instant::now();
         self.loader.flush(&self.plan, &mut self.a)?;
         self.report.timings_ms.load += ms(t);
-        self.report.rows_upserted = self.loader.upserted;
+        self.report.rows.upserted = self.loader.upserted;
         Ok(())
     }
 
@@ -363,7 +363,7 @@ impl<'r> JobRun<'r> {
     fn reconcile(&mut self) -> Result<Tracked> {
         let (r, opts) = (&self.report, self.cx.opts);
         opts.progress
-            .tell(Stage::Delete, r.rows_read, r.rows_upserted);
+            .tell(Stage::Delete, r.rows.read, r.rows.upserted);
         self.cx.settings.faults.reach(FaultPoint::Delete);
         crate::stop::check()?;
         let t = Instant::now();
@@ -375,7 +375,7 @@ impl<'r> JobRun<'r> {
                 .as_ref()
                 .and_then(Meta::rows)
                 .unwrap_or(0)
-                .max(self.report.rows_read as i64),
+                .max(self.report.rows.read as i64),
             guard: Guard {
                 max_fraction: self.cx.job.max_delete_fraction,
                 force: opts.force_deletes,
@@ -384,7 +384,7 @@ impl<'r> JobRun<'r> {
             seed: self.plan.seed,
         };
         let found = reconciler.run(&mut self.m, &mut self.a, &mut self.pending)?;
-        self.report.rows_deleted = found.deleted;
+        self.report.rows.deleted = found.deleted;
         self.report.timings_ms.delete = ms(t);
         if !found.missing.is_empty() {
             let t = Instant::now();
@@ -399,7 +399,7 @@ impl<'r> JobRun<'r> {
             return Ok(Tracked::ResyncNext);
         }
         Ok(Tracked::Rows(
-            found.target_rows - found.deleted as i64 + self.report.rows_repaired as i64,
+            found.target_rows - found.deleted as i64 + self.report.rows.repaired as i64,
         ))
     }
 
@@ -438,7 +438,7 @@ impl<'r> JobRun<'r> {
         })?;
         self.loader.flush(&self.plan, &mut self.a)?;
         let repaired = self.loader.upserted - before;
-        self.report.rows_repaired = repaired;
+        self.report.rows.repaired = repaired;
         if repaired > 0 {
             log::warn!(
                 "drift repair: copied {repaired} row(s) that M has and A lacked ({} key(s) missing)",
@@ -469,7 +469,7 @@ impl<'r> JobRun<'r> {
         // State follows A, never leads it.
         let r = &self.report;
         opts.progress
-            .tell(Stage::State, r.rows_read, r.rows_upserted);
+            .tell(Stage::State, r.rows.read, r.rows.upserted);
         let t = Instant::now();
         let prewritten = self.prewritten.take().map(Prewrite::finish).transpose()?;
         let meta = self.cx.meta.as_ref();
@@ -536,7 +536,7 @@ impl Source<'_, '_> {
             report.timings_ms.diff += batch.digest_ms + ms(t);
             let t = Instant::now();
             for (i, old) in stored.iter().enumerate() {
-                report.rows_read += 1;
+                report.rows.read += 1;
                 if *old == Some(batch.digests[i]) {
                     continue;
                 }
@@ -549,7 +549,7 @@ impl Source<'_, '_> {
             report.timings_ms.load += ms(t);
             cx.opts
                 .progress
-                .tell(Stage::Extract, report.rows_read, queued);
+                .tell(Stage::Extract, report.rows.read, queued);
             Ok(())
         };
         match how {

@@ -61,14 +61,25 @@ pub struct Plan {
     pub one_to_one: bool,
 }
 
-impl Plan {
-    /// Prepares the source on M and the upsert on A (after CREATE_TABLE_SQL ran in `a`).
-    pub fn build(job: &Job, m: &mut Tx<'_>, a: &mut Tx<'_>) -> Result<Plan> {
+/// What the servers say about the job's two parameterised statements.
+struct Described {
+    /// the source's output columns as M describes them
+    columns: Vec<postgres::Column>,
+    watermark_type: Type,
+    /// the upsert's parameter types as A describes them
+    params: Vec<Type>,
+    /// per source column: the value travels as text (types differ, or one of A's own)
+    as_text: Vec<bool>,
+}
+
+impl Described {
+    /// Prepares the source on M and the upsert on A and checks that they fit together.
+    fn read(job: &Job, m: &mut Tx<'_>, a: &mut Tx<'_>, shape: &UpsertShape) -> Result<Self> {
         let source = translate(&job.select_source_sql);
-        let src_stmt = m
+        let src = m
             .prepare(&source.sql)
             .map_err(pg(Db::Master, "preparing SELECT_SOURCE_SQL"))?;
-        let watermark_type = match src_stmt.params() {
+        let watermark_type = match src.params() {
             [t] => t.clone(),
             p => {
                 return Err(Error::Job(format!(
@@ -77,174 +88,195 @@ impl Plan {
                 )));
             }
         };
-        let upsert = translate(&job.upsert_target_sql);
-        let shape =
-            upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
         check_target_columns(a, job, &shape.columns)?;
-        let cols = src_stmt.columns();
-        let ups_stmt = a
-            .prepare_typed(&upsert.sql, &placeholder_types(&shape, cols))
+        let upsert = translate(&job.upsert_target_sql);
+        let ups = a
+            .prepare_typed(&upsert.sql, &placeholder_types(shape, src.columns()))
             .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
-        let params = ups_stmt.params();
-        if cols.len() != params.len() {
+        let (columns, params) = (src.columns().to_vec(), ups.params().to_vec());
+        if columns.len() != params.len() {
             return Err(Error::Job(format!(
                 "SELECT_SOURCE_SQL returns {} column(s) but UPSERT_TARGET_SQL has {} placeholder(s); \
                  values are bound in the order of the source's columns, so they must be equal",
-                cols.len(),
+                columns.len(),
                 params.len()
             )));
         }
-        let names: Vec<&str> = cols.iter().map(|c| c.name()).collect();
-        for k in &job.key_columns {
-            if !names.contains(&k.as_str()) {
-                return Err(Error::Job(format!(
-                    "KEY_COLUMNS names `{k}`, which is not an output column of SELECT_SOURCE_SQL \
-                     (its columns: {})",
-                    names.join(", ")
-                )));
-            }
-        }
         // Values travel in binary when both sides use the same built-in type, else as text,
         // which the server parses with the target type's input function: exact either way.
-        let as_text: Vec<bool> = cols
+        let as_text = columns
             .iter()
-            .zip(params)
+            .zip(&params)
             .map(|(c, p)| c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p))
             .collect();
-        let unique = names
-            .iter()
-            .enumerate()
-            .all(|(i, n)| !names[..i].contains(n));
-        let select_list = if unique {
-            names
+        Ok(Described {
+            columns,
+            watermark_type,
+            params,
+            as_text,
+        })
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name()).collect()
+    }
+
+    /// Every key column must be an output column of the source: each row's key is read there.
+    fn check_keys(&self, job: &Job) -> Result<()> {
+        let names = self.names();
+        match job.key_columns.iter().find(|k| !names.contains(&k.as_str())) {
+            Some(k) => Err(Error::Job(format!(
+                "KEY_COLUMNS names `{k}`, which is not an output column of SELECT_SOURCE_SQL \
+                 (its columns: {})",
+                names.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The source's columns as the staging table takes them (`::text` where they travel so).
+    fn select_list(&self) -> Result<String> {
+        let names = self.names();
+        let unique = names.iter().enumerate().all(|(i, n)| !names[..i].contains(n));
+        if unique {
+            let list: Vec<String> = names
                 .iter()
-                .zip(&as_text)
+                .zip(&self.as_text)
                 .map(|(n, t)| {
                     let c = format!("elt_src.{}", quote_ident(n));
                     if *t { format!("{c}::text") } else { c }
                 })
-                .collect::<Vec<_>>()
-                .join(", ")
-        } else if as_text.iter().any(|t| *t) {
+                .collect();
+            return Ok(list.join(", "));
+        }
+        if self.as_text.iter().any(|t| *t) {
             return Err(Error::Job(format!(
-                "SELECT_SOURCE_SQL has repeated output column names ({}); give them distinct aliases",
+                "SELECT_SOURCE_SQL has repeated output column names ({}); give them distinct \
+                 aliases",
                 names.join(", ")
             )));
-        } else {
-            "elt_src.*".to_string()
-        };
+        }
+        Ok("elt_src.*".to_string())
+    }
+}
+
+/// The statements that read M: the extraction (portal and COPY forms), every row the job
+/// describes, and drift repair.
+struct Reads {
+    extract_sql: String,
+    copy_out_sql: String,
+    all_rows_sql: String,
+    repair_sql: Option<String>,
+}
+
+impl Reads {
+    fn new(job: &Job, select_list: &str, wm_type: &str) -> Reads {
+        let source = translate(&job.select_source_sql);
         let key_texts = job
             .key_columns
             .iter()
             .map(|k| format!("elt_src.{}::text", quote_ident(k)))
             .collect::<Vec<_>>()
             .join(", ");
-        let extract_sql = format!(
-            "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src",
-            strip_trailing_semicolon(&source.sql)
-        );
-        let wm_type = type_name(m, &watermark_type, Db::Master)?;
+        let body = strip_trailing_semicolon(&source.sql);
+        let extract_sql = format!("SELECT {key_texts}, {select_list} FROM ({body}\n) AS elt_src");
+        let from_setting = format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})");
         let copy_out_sql = format!(
             "COPY ({}) TO STDOUT (FORMAT binary)",
-            replace_params(
-                &extract_sql,
-                &format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})")
-            )
+            replace_params(&extract_sql, &from_setting)
         );
-        let unlimited = without_watermark_condition(&job.select_source_sql);
-        let all_rows_sql = format!(
-            "SELECT {select_list} FROM ({}\n) AS elt_src",
-            match &unlimited {
-                Some(sql) => strip_trailing_semicolon(&translate(sql).sql).to_string(),
-                None => replace_params(
-                    strip_trailing_semicolon(&source.sql),
-                    &format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})"),
-                ),
-            }
-        );
+        let unlimited = without_watermark_condition(&job.select_source_sql)
+            .map(|sql| strip_trailing_semicolon(&translate(&sql).sql).to_string());
+        let all_from = unlimited
+            .clone()
+            .unwrap_or_else(|| replace_params(body, &from_setting));
         let repair_sql = unlimited.map(|sql| {
             format!(
-                "SELECT {key_texts}, {select_list} FROM ({}\n) AS elt_src WHERE {} = ANY($1::text[])",
-                strip_trailing_semicolon(&translate(&sql).sql),
+                "SELECT {key_texts}, {select_list} FROM ({sql}\n) AS elt_src WHERE {} = ANY($1::text[])",
                 crate::pipeline::reconcile::key_text(&job.key_columns, "elt_src")
             )
         });
-
-        let mut stage_types = Vec::with_capacity(params.len());
-        for (p, t) in params.iter().zip(&as_text) {
-            stage_types.push(if *t {
-                "text".to_string()
-            } else {
-                stage_type(a, p)?
-            });
+        Reads {
+            extract_sql,
+            copy_out_sql,
+            all_rows_sql: format!("SELECT {select_list} FROM ({all_from}\n) AS elt_src"),
+            repair_sql,
         }
-        let param_types: Vec<String> = params
+    }
+}
+
+/// The staging table of changed rows: its DDL and COPY.
+fn staging(a: &mut Transaction<'_>, d: &Described) -> Result<(String, String)> {
+    let mut cols = Vec::with_capacity(d.params.len());
+    for (i, (p, t)) in d.params.iter().zip(&d.as_text).enumerate() {
+        let ty = if *t { "text".to_string() } else { stage_type(a, p)? };
+        cols.push((format!("c{}", i + 1), ty));
+    }
+    let ddl = format!(
+        "CREATE TEMP TABLE elt_stage ({}, elt_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP",
+        cols.iter()
+            .map(|(c, t)| format!("{c} {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let names: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
+    let copy = format!(
+        "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    );
+    Ok((ddl, copy))
+}
+
+impl Plan {
+    /// Prepares the source on M and the upsert on A (after CREATE_TABLE_SQL ran in `a`).
+    pub fn build(job: &Job, m: &mut Tx<'_>, a: &mut Tx<'_>) -> Result<Plan> {
+        let upsert = translate(&job.upsert_target_sql);
+        let shape =
+            upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
+        let d = Described::read(job, m, a, &shape)?;
+        d.check_keys(job)?;
+        let wm_type = type_name(m, &d.watermark_type, Db::Master)?;
+        let reads = Reads::new(job, &d.select_list()?, &wm_type);
+        let (stage_ddl, copy_in_sql) = staging(a, &d)?;
+        let param_types: Vec<String> = d
+            .params
             .iter()
             .map(|p| type_name(a, p, Db::Analytics))
             .collect::<Result<_>>()?;
-        let stage_cols: Vec<String> = (1..=params.len()).map(|i| format!("c{i}")).collect();
-        let stage_ddl = format!(
-            "CREATE TEMP TABLE elt_stage ({}, elt_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP",
-            stage_cols
-                .iter()
-                .zip(&stage_types)
-                .map(|(c, t)| format!("{c} {t}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let copy_in_sql = format!(
-            "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
-            stage_cols.join(", ")
-        );
-        let merge = merge_statements(&upsert.sql, &shape, &as_text, &param_types)?;
+        let merge = merge_statements(&upsert.sql, &shape, &d.as_text, &param_types)?;
         let prune_unchanged_sql = crate::validate::plain_update_set(&job.upsert_target_sql)
-            .then(|| {
-                prune_statement(
-                    &job.target_table,
-                    &job.key_columns,
-                    &merge.columns,
-                    &merge.exprs,
-                )
-            })
+            .then(|| prune_statement(&job.target_table, &job.key_columns, &merge.columns, &merge.exprs))
             .flatten();
-        let one_to_one = !as_text.iter().any(|t| *t)
-            && merge
-                .exprs
-                .iter()
-                .enumerate()
-                .all(|(i, e)| *e == format!("s.c{}", i + 1));
+        let one_to_one = !d.as_text.iter().any(|t| *t)
+            && merge.exprs.iter().enumerate().all(|(i, e)| *e == format!("s.c{}", i + 1));
         let direct_copy_sql = one_to_one.then(|| {
+            let cols: Vec<String> = merge.columns.iter().map(|c| quote_ident(c)).collect();
             format!(
                 "COPY {} ({}) FROM STDIN (FORMAT binary)",
                 job.target_table,
-                merge
-                    .columns
-                    .iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                cols.join(", ")
             )
         });
         Ok(Plan {
-            extract_sql,
-            copy_out_sql,
-            columns: cols.len(),
+            extract_sql: reads.extract_sql,
+            copy_out_sql: reads.copy_out_sql,
+            columns: d.columns.len(),
             key_count: job.key_columns.len(),
-            watermark_type,
+            source_names: d.names().iter().map(|n| n.to_string()).collect(),
+            watermark_type: d.watermark_type,
             stage_ddl,
             copy_in_sql,
             merge_sql: merge.all,
             merge_one_sql: merge.one,
             prune_unchanged_sql,
             direct_copy_sql,
-            repair_sql,
+            repair_sql: reads.repair_sql,
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
             seed: 0,
-            all_rows_sql,
-            source_names: names.iter().map(|n| n.to_string()).collect(),
-            upsert_columns: merge.columns.clone(),
-            upsert_exprs: merge.exprs.clone(),
+            all_rows_sql: reads.all_rows_sql,
+            upsert_columns: merge.columns,
+            upsert_exprs: merge.exprs,
             one_to_one,
         })
     }

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use postgres::Transaction;
 
-use super::{KeySql, MAX_REPAIR, both};
+use super::{KeySql, MAX_REPAIR, Sides};
 use crate::db::Raw;
 use crate::error::{Db, Result, io, pg};
 use crate::pipeline::digest::key_digest_of;
@@ -23,12 +23,7 @@ pub const NULL_BUCKET: i32 = -1;
 type Digest = (i32, i64, String, i64);
 
 /// Buckets whose digests differ between M and A (present on one side only included).
-pub fn differing(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
-    k: &KeySql,
-    parallel: bool,
-) -> Result<Vec<i32>> {
+pub(super) fn differing(sides: &mut Sides<'_, '_, '_>, k: &KeySql) -> Result<Vec<i32>> {
     let sql = |from: &str| {
         format!(
             "SELECT ({h} & $2)::int4, count(*), coalesce(sum({h}), 0)::text, \
@@ -58,10 +53,7 @@ pub fn differing(
             })
             .collect()
     };
-    let (md, ad) = both(
-        m,
-        a,
-        parallel,
+    let (md, ad) = sides.both(
         |m| read(m, Db::Master, &m_sql),
         |a| read(a, Db::Analytics, &a_sql),
     )?;
@@ -89,12 +81,10 @@ pub struct Found {
 }
 
 /// Reads the keys of `buckets` from both sides and compares them in memory.
-pub fn compare_in_memory(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
+pub(super) fn compare_in_memory(
+    sides: &mut Sides<'_, '_, '_>,
     k: &KeySql,
     buckets: &[i32],
-    parallel: bool,
 ) -> Result<Found> {
     let with_null = buckets.contains(&NULL_BUCKET);
     let filter = format!(
@@ -129,10 +119,7 @@ pub fn compare_in_memory(
                 })
                 .collect()
         };
-    let (m_keys, a_keys) = both(
-        m,
-        a,
-        parallel,
+    let (m_keys, a_keys) = sides.both(
         |m| read(m, Db::Master, &m_sql),
         |a| read(a, Db::Analytics, &a_sql),
     )?;
@@ -190,14 +177,14 @@ pub struct AntiJoin {
 /// there: the rows of A whose key M lacks are deleted (NULL-safe), and the keys A lacks
 /// found. Memory stays flat however many keys move. `check` sees the rows to delete before
 /// they go (the delete guard).
-pub fn anti_join(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
+pub(super) fn anti_join(
+    sides: &mut Sides<'_, '_, '_>,
     k: &KeySql,
     buckets: Option<&[i32]>,
     pending: &mut PendingState,
     check: impl Fn(u64) -> Result<()>,
 ) -> Result<AntiJoin> {
+    let (m, a) = (&mut *sides.m, &mut *sides.a);
     let target = &k.target;
     a.batch_execute(&format!(
         "CREATE TEMP TABLE elt_keys ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA",

@@ -96,6 +96,8 @@ pub(super) struct KeySql {
     /// `TARGET_TABLE AS t`
     target_from: String,
     target: String,
+    /// rows in the target after the load (from its summary)
+    target_rows: i64,
 }
 
 impl KeySql {
@@ -160,26 +162,35 @@ pub fn key_text(cols: &[String], alias: &str) -> String {
     text_of(&quoted, alias)
 }
 
-/// Runs `fm` on M and `fa` on A, at the same time (M on a helper thread) when `parallel`.
-fn both<R1: Send, R2>(
-    m: &mut Transaction<'_>,
-    a: &mut Transaction<'_>,
+/// M's snapshot and A's transaction: every comparison reads both.
+pub(super) struct Sides<'s, 'm, 'a> {
+    m: &'s mut Transaction<'m>,
+    a: &'s mut Transaction<'a>,
+    /// ask both at the same time (M on a helper thread); small tables ask one by one
     parallel: bool,
-    fm: impl FnOnce(&mut Transaction<'_>) -> Result<R1> + Send,
-    fa: impl FnOnce(&mut Transaction<'_>) -> Result<R2>,
-) -> Result<(R1, R2)> {
-    if !parallel {
-        let rm = fm(m)?;
-        return Ok((rm, fa(a)?));
+}
+
+impl Sides<'_, '_, '_> {
+    /// Runs `fm` on M and `fa` on A.
+    fn both<R1: Send, R2>(
+        &mut self,
+        fm: impl FnOnce(&mut Transaction<'_>) -> Result<R1> + Send,
+        fa: impl FnOnce(&mut Transaction<'_>) -> Result<R2>,
+    ) -> Result<(R1, R2)> {
+        let (m, a) = (&mut *self.m, &mut *self.a);
+        if !self.parallel {
+            let rm = fm(m)?;
+            return Ok((rm, fa(a)?));
+        }
+        std::thread::scope(|s| {
+            let handle = s.spawn(move || fm(m));
+            let ra = fa(a);
+            let rm = handle
+                .join()
+                .map_err(|_| Error::Job("the key comparison thread panicked".into()))?;
+            Ok((rm?, ra?))
+        })
     }
-    std::thread::scope(|s| {
-        let handle = s.spawn(move || fm(m));
-        let ra = fa(a);
-        let rm = handle
-            .join()
-            .map_err(|_| Error::Job("the key comparison thread panicked".into()))?;
-        Ok((rm?, ra?))
-    })
 }
 
 /// Compares M's keys with those of the target in A: deletes the rows M no longer has and
@@ -217,9 +228,14 @@ impl Reconciler<'_> {
             keys_from,
             target_from: format!("{} AS t", job.target_table),
             target: job.target_table.clone(),
+            target_rows: 0,
         };
-        let parallel = self.rows_hint >= PARALLEL_MIN_ROWS;
-        let (ms, at) = self.summaries(m, a, &k, parallel)?;
+        let mut sides = Sides {
+            m,
+            a,
+            parallel: self.rows_hint >= PARALLEL_MIN_ROWS,
+        };
+        let (ms, at) = self.summaries(&mut sides, &k)?;
         self.guard
             .check_source_not_empty(ms.rows, at.rows, &job.target_table)?;
         if ms == at {
@@ -234,11 +250,12 @@ impl Reconciler<'_> {
             .clamp(64, 1 << 16) as i64;
         k.mask = (buckets - 1) as u32;
         // More keys differing than a quarter of the buckets: most buckets differ anyway.
+        k.target_rows = at.rows;
         if (ms.rows - at.rows).abs() * 4 > buckets {
             log::info!("the key sets of M and A differ widely; comparing all keys");
-            return self.compare_all(m, a, &k, pending, at.rows);
+            return self.compare_all(&mut sides, &k, pending);
         }
-        let differing = buckets::differing(m, a, &k, parallel)?;
+        let differing = buckets::differing(&mut sides, &k)?;
         let keys_there = differing.len() as i64 * (rows / buckets + 1);
         log::info!(
             "{} of {buckets} key buckets differ between M and A",
@@ -246,14 +263,14 @@ impl Reconciler<'_> {
         );
         if differing.len() as i64 * 2 > buckets || keys_there > IN_MEMORY_KEYS {
             return match k.integer {
-                true => self.compare_all(m, a, &k, pending, at.rows),
-                false => self.anti_join(m, a, &k, Some(&differing), pending, at.rows),
+                true => self.compare_all(&mut sides, &k, pending),
+                false => self.anti_join(&mut sides, &k, Some(&differing), pending),
             };
         }
-        let found = buckets::compare_in_memory(m, a, &k, &differing, parallel)?;
+        let found = buckets::compare_in_memory(&mut sides, &k, &differing)?;
         self.guard
             .check_share(found.gone.len() as u64, at.rows, &job.target_table)?;
-        let deleted = buckets::delete(a, &job.target_table, &found.gone, pending)?;
+        let deleted = buckets::delete(sides.a, &job.target_table, &found.gone, pending)?;
         Ok(Reconciled {
             deleted,
             target_rows: at.rows,
@@ -285,15 +302,14 @@ impl Reconciler<'_> {
     /// table on A.
     fn compare_all(
         &self,
-        m: &mut Transaction<'_>,
-        a: &mut Transaction<'_>,
+        sides: &mut Sides<'_, '_, '_>,
         k: &KeySql,
         pending: &mut PendingState,
-        a_rows: i64,
     ) -> Result<Reconciled> {
         if !k.integer {
-            return self.anti_join(m, a, k, None, pending, a_rows);
+            return self.anti_join(sides, k, None, pending);
         }
+        let (m, a) = (&mut *sides.m, &mut *sides.a);
         let target = k.target.as_str();
         let col = &k.cols[0];
         let mut merged = merge::merge(
@@ -318,15 +334,13 @@ impl Reconciler<'_> {
 
     fn anti_join(
         &self,
-        m: &mut Transaction<'_>,
-        a: &mut Transaction<'_>,
+        sides: &mut Sides<'_, '_, '_>,
         k: &KeySql,
         differing: Option<&[i32]>,
         pending: &mut PendingState,
-        a_rows: i64,
     ) -> Result<Reconciled> {
-        let target = k.target.as_str();
-        let found = buckets::anti_join(m, a, k, differing, pending, |deleting| {
+        let (target, a_rows) = (k.target.as_str(), k.target_rows);
+        let found = buckets::anti_join(sides, k, differing, pending, |deleting| {
             self.guard.check_share(deleting, a_rows, target)
         })?;
         Ok(Reconciled {
