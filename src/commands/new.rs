@@ -10,7 +10,7 @@ use postgres::Transaction;
 
 use crate::db;
 use crate::error::{Db, Error, Result, io, pg};
-use crate::job;
+use crate::jobfile;
 
 /// Names of columns that usually record a row's last change, best first.
 const CHANGE_COLUMNS: [&str; 16] = [
@@ -113,9 +113,9 @@ fn refuse_existing(dir: &std::path::Path, name: &str, path: &std::path::Path) ->
         )));
     }
     if dir.is_dir() {
-        let same: Vec<PathBuf> = job::discover(dir)?
+        let same: Vec<PathBuf> = jobfile::discover(dir)?
             .into_iter()
-            .filter(|p| job::job_name(p) == name)
+            .filter(|p| jobfile::job_name(p) == name)
             .collect();
         if let Some(p) = same.first() {
             return Err(Error::Config(format!(
@@ -199,7 +199,7 @@ fn infer(
         Some(t) => t.to_string(),
         None => quote(m, &relname)?,
     };
-    if crate::validate::parse_table_name(&target).is_none() {
+    if crate::sqlshape::parse_table_name(&target).is_none() {
         return Err(Error::Config(format!(
             "--target-table `{target}` is not a table name"
         )));

@@ -14,7 +14,7 @@ use crate::db::Tx;
 use crate::db::Raw;
 use crate::db::quote_ident;
 use crate::error::{Db, Error, Result, io, pg};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::pipeline::digest::key_digest_of;
 use crate::pipeline::keymerge::{self, KeySum, MAX_REPAIR};
 use crate::placeholders::strip_trailing_semicolon;

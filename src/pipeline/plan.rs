@@ -6,10 +6,10 @@ use postgres::types::Type;
 
 use crate::db::{Tx, quote_ident};
 use crate::error::{Db, Error, Result, pg};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::placeholders::{strip_trailing_semicolon, translate, without_watermark_condition};
 use crate::sqllex::{Kind, tokenize};
-use crate::validate::{UpsertShape, upsert_shape};
+use crate::sqlshape::{UpsertShape, upsert_shape};
 
 /// Built-in types have the same OID and binary format in every database; anything above
 /// this (enums, domains, composites, extension types) may differ between M and A.
@@ -173,7 +173,7 @@ impl Plan {
             stage_cols.join(", ")
         );
         let merge = merge_statements(&upsert.sql, &shape, &as_text, &param_types)?;
-        let prune_unchanged_sql = crate::validate::plain_update_set(&job.upsert_target_sql)
+        let prune_unchanged_sql = crate::sqlshape::plain_update_set(&job.upsert_target_sql)
             .then(|| {
                 prune_statement(
                     &job.target_table,
@@ -287,7 +287,7 @@ fn check_target_columns(a: &mut Tx<'_>, job: &Job, written: &[String]) -> Result
     if missing.is_empty() {
         return Ok(());
     }
-    let declared = crate::validate::created_columns(&job.create_table_sql).unwrap_or_default();
+    let declared = crate::sqlshape::created_columns(&job.create_table_sql).unwrap_or_default();
     let type_of = |c: &str| {
         declared
             .iter()

@@ -1,0 +1,200 @@
+//! Casts a sample of real values where a cast exists but can fail for some values (text
+//! into integer, a fraction into integer, a long text into `varchar(n)`, a number too big
+//! for `numeric(p,s)`): the first rows of the source query, read as the first run would
+//! (the placeholder bound to its type's earliest value) under a statement timeout, each
+//! column cast on A to what the upsert stores it as.
+
+use std::collections::HashMap;
+
+use postgres::types::Type;
+
+use super::{Checks, Source, isolated};
+use crate::db::{TextParam, Tx, quote_ident};
+use crate::error::pg_message;
+use crate::jobfile::{Key, Severity};
+use crate::pipeline::watermark;
+use crate::placeholders::{strip_trailing_semicolon, translate};
+use crate::sqlshape;
+
+const SAMPLE_ROWS: usize = 1000;
+/// Keeps the check cheap on a big or slow source: it is skipped (with a warning) instead.
+const SAMPLE_TIMEOUT: &str = "10s";
+/// Longer values are cut in messages.
+const SHOWN_CHARS: usize = 40;
+
+/// Casts the sample; `convertible[i]` is false for columns already reported.
+pub fn check(
+    c: &mut Checks<'_>,
+    a: &mut Tx<'_>,
+    m: &mut Tx<'_>,
+    src: &Source,
+    params: &[Type],
+    convertible: &[bool],
+    table_oid: u32,
+) {
+    let targets = cast_targets(c, a, params, table_oid);
+    let wanted: Vec<(usize, String)> = targets
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| convertible.get(*i) == Some(&true))
+        .filter_map(|(i, t)| t.map(|t| (i, t)))
+        .filter(|(i, t)| source_type_name(m, &src.cols[*i].ty).as_deref() != Some(t))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let columns: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
+    let Some(values) = read(c, m, src, &columns) else {
+        return;
+    };
+    let placeholders = translate(&c.job.upsert_target_sql).placeholders;
+    for ((i, target), column) in wanted.iter().zip(&values) {
+        if let Some((row, value, why)) = first_bad(a, column, target) {
+            let msg = format!(
+                "placeholder {n} takes output column {n} `{}` of SELECT_SOURCE_SQL: its value \
+                 '{}' (row {row} of the first {SAMPLE_ROWS} rows) cannot be stored as {target}: {why}",
+                src.cols[*i].name,
+                shown(&value),
+                n = i + 1,
+            );
+            c.error(Key::UpsertTargetSql, placeholders.get(*i).copied(), msg);
+        }
+    }
+}
+
+/// Per parameter, the type a value ends up as in A: the target column's own type with its
+/// length or precision (`varchar(10)`, `numeric(5,2)`) where the placeholder is the whole
+/// value, else the parameter's type.
+fn cast_targets(
+    c: &Checks<'_>,
+    a: &mut Tx<'_>,
+    params: &[Type],
+    table_oid: u32,
+) -> Vec<Option<String>> {
+    let columns: HashMap<String, String> = isolated(a, |t| {
+        t.query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped",
+            &[&table_oid],
+        )
+    })
+    .and_then(Result::ok)
+    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    .unwrap_or_default();
+    let shape = sqlshape::upsert_shape(&translate(&c.job.upsert_target_sql).sql).ok();
+    let mut out = Vec::with_capacity(params.len());
+    for (i, p) in params.iter().enumerate() {
+        let bare = format!("${}", i + 1);
+        let column = shape.as_ref().and_then(|s| {
+            let k = s.value_exprs.iter().position(|e| *e == bare)?;
+            columns.get(&s.columns[k]).cloned()
+        });
+        out.push(column.or_else(|| type_name(a, p)));
+    }
+    out
+}
+
+fn type_name(tx: &mut Tx<'_>, t: &Type) -> Option<String> {
+    isolated(tx, |tx| {
+        tx.query_one("SELECT format_type($1::oid, NULL)", &[&t.oid()])
+    })
+    .and_then(Result::ok)
+    .map(|r| r.get(0))
+}
+
+/// The source column's type as M names it, to skip columns whose type A keeps as is.
+fn source_type_name(m: &mut Tx<'_>, t: &Type) -> Option<String> {
+    type_name(m, t)
+}
+
+/// The text of each wanted column in the first rows of the source query; `None` (with a
+/// warning) when M cannot give them in time.
+fn read(
+    c: &mut Checks<'_>,
+    m: &mut Tx<'_>,
+    src: &Source,
+    columns: &[usize],
+) -> Option<Vec<Vec<Option<String>>>> {
+    let names: Vec<&str> = src.cols.iter().map(|c| c.name.as_str()).collect();
+    if columns
+        .iter()
+        .any(|i| names.iter().filter(|n| **n == names[*i]).count() > 1)
+    {
+        return None; // a repeated output name cannot be selected by name
+    }
+    let list: Vec<String> = columns
+        .iter()
+        .map(|i| format!("elt_src.{}::text", quote_ident(names[*i])))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM ({}\n) AS elt_src LIMIT {SAMPLE_ROWS}",
+        list.join(", "),
+        strip_trailing_semicolon(&translate(&c.job.select_source_sql).sql)
+    );
+    let earliest = TextParam(watermark::earliest(&src.placeholder).ok()?);
+    let rows = isolated(m, |t| {
+        t.batch_execute(&format!("SET LOCAL statement_timeout = '{SAMPLE_TIMEOUT}'"))?;
+        t.query(&sql, &[&earliest])
+    })?;
+    match rows {
+        Ok(rows) => Some(
+            (0..columns.len())
+                .map(|k| rows.iter().map(|r| r.get::<_, Option<String>>(k)).collect())
+                .collect(),
+        ),
+        Err(e) => {
+            let msg = format!(
+                "values were not checked against A's types: reading a sample of the source \
+                 failed: {}",
+                pg_message(&e)
+            );
+            c.push(Severity::Warning, Key::SelectSourceSql, None, msg);
+            None
+        }
+    }
+}
+
+/// The first value that does not cast to `target` on A: its row (1-based), the value, and
+/// PostgreSQL's reason. One statement casts them all; only when it fails is the culprit
+/// found by halving, so a clean column costs one round trip.
+fn first_bad(
+    a: &mut Tx<'_>,
+    column: &[Option<String>],
+    target: &str,
+) -> Option<(usize, String, String)> {
+    let values: Vec<(usize, &str)> = column
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_deref().map(|v| (i + 1, v)))
+        .collect();
+    let sql = format!("SELECT count(v::{target}) FROM unnest($1::text[]) AS v");
+    let casts = |a: &mut Tx<'_>, part: &[(usize, &str)]| -> Option<Result<(), String>> {
+        let texts: Vec<&str> = part.iter().map(|(_, v)| *v).collect();
+        isolated(a, |t| {
+            t.query_one(&sql, &[&texts])
+                .map(|_| ())
+                .map_err(|e| pg_message(&e))
+        })
+    };
+    casts(a, &values)?.err()?;
+    let (mut lo, mut hi) = (0, values.len());
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if casts(a, &values[lo..mid])?.is_err() {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let (row, value) = values[lo];
+    let why = casts(a, &values[lo..=lo])?.err()?;
+    Some((row, value.to_string(), why))
+}
+
+/// A value as shown in a message: at most `SHOWN_CHARS` characters.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_string(),
+    }
+}
