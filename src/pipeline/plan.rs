@@ -9,7 +9,7 @@ use crate::error::{Db, Error, Result, pg};
 use crate::jobfile::Job;
 use crate::placeholders::{strip_trailing_semicolon, translate, without_watermark_condition};
 use crate::sqllex::{Kind, tokenize};
-use crate::sqlshape::{UpsertShape, upsert_shape};
+use crate::sqlshape::{OutName, UpsertShape, agree, upsert_shape};
 
 /// Built-in types have the same OID and binary format in every database; anything above
 /// this (enums, domains, composites, extension types) may differ between M and A.
@@ -58,39 +58,36 @@ impl Plan {
         let watermark_type = match src_stmt.params() {
             [t] => t.clone(),
             p => {
-                return Err(Error::Job(format!(
-                    "SELECT_SOURCE_SQL must have exactly one placeholder, the server sees {}",
-                    p.len()
-                )));
+                let why = agree::source_parameters(p.len());
+                return Err(Error::Job(format!("SELECT_SOURCE_SQL: {why}")));
             }
         };
+        check_keys_query(job, m)?;
         let upsert = translate(&job.upsert_target_sql);
         let shape =
             upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
         check_target_columns(a, job, &shape.columns)?;
         let cols = src_stmt.columns();
+        if cols.len() != upsert.count() {
+            let why = agree::placeholder_count(upsert.count(), cols.len());
+            return Err(Error::Job(format!("UPSERT_TARGET_SQL: {why}")));
+        }
         let ups_stmt = a
             .prepare_typed(&upsert.sql, &placeholder_types(&shape, cols))
             .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
         let params = ups_stmt.params();
         if cols.len() != params.len() {
-            return Err(Error::Job(format!(
-                "SELECT_SOURCE_SQL returns {} column(s) but UPSERT_TARGET_SQL has {} placeholder(s); \
-                 values are bound in the order of the source's columns, so they must be equal",
-                cols.len(),
-                params.len()
-            )));
+            let why = agree::placeholder_count(params.len(), cols.len());
+            return Err(Error::Job(format!("UPSERT_TARGET_SQL: {why}")));
         }
         let names: Vec<&str> = cols.iter().map(|c| c.name()).collect();
         for k in &job.key_columns {
             if !names.contains(&k.as_str()) {
-                return Err(Error::Job(format!(
-                    "KEY_COLUMNS names `{k}`, which is not an output column of SELECT_SOURCE_SQL \
-                     (its columns: {})",
-                    names.join(", ")
-                )));
+                let why = agree::key_not_in_source(k, &names);
+                return Err(Error::Job(format!("KEY_COLUMNS: {why}")));
             }
         }
+        check_keys_in_target(job, a)?;
         // Values travel in binary when both sides use the same built-in type, else as text,
         // which the server parses with the target type's input function: exact either way.
         let as_text: Vec<bool> = cols
@@ -217,6 +214,40 @@ impl Plan {
             target: job.target_table.clone(),
             key_columns: job.key_columns.clone(),
         })
+    }
+}
+
+/// SELECT_KEYS_SQL returns KEY_COLUMNS, as `validate` words it: otherwise the key
+/// comparison would fail later on a column alias the user never wrote.
+fn check_keys_query(job: &Job, m: &mut Tx<'_>) -> Result<()> {
+    let stmt = m
+        .prepare(&job.select_keys_sql)
+        .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+    let names: Vec<OutName> = stmt
+        .columns()
+        .iter()
+        .map(|c| OutName::from_server(c.name()))
+        .collect();
+    match agree::keys_query_columns(&names, &job.key_columns).first() {
+        Some(m) => Err(Error::Job(format!("SELECT_KEYS_SQL: {}", m.message))),
+        None => Ok(()),
+    }
+}
+
+/// KEY_COLUMNS are columns of the target (its rows are compared by them).
+fn check_keys_in_target(job: &Job, a: &mut Tx<'_>) -> Result<()> {
+    let keys: Vec<String> = job.key_columns.iter().map(|k| quote_ident(k)).collect();
+    let probe = format!(
+        "SELECT {} FROM {} LIMIT 0",
+        keys.join(", "),
+        job.target_table
+    );
+    match a.prepare(&probe) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Job(format!(
+            "KEY_COLUMNS: {}",
+            agree::keys_not_in_target(&crate::error::pg_message(&e))
+        ))),
     }
 }
 

@@ -58,6 +58,12 @@ pub fn key_not_in_source(key: &str, source_columns: &[&str]) -> String {
     )
 }
 
+/// KEY_COLUMNS are not all columns of the target; `why` is PostgreSQL's message (reported
+/// for KEY_COLUMNS).
+pub fn keys_not_in_target(why: &str) -> String {
+    format!("not all are columns of TARGET_TABLE: {why}")
+}
+
 /// The upsert binds another number of values than the source returns (reported for
 /// UPSERT_TARGET_SQL).
 pub fn placeholder_count(placeholders: usize, source_columns: usize) -> String {

@@ -116,6 +116,9 @@ pub fn check(job: &Job, positions: &Positions, m: &mut Conn, a: &mut Conn) -> Ve
         }
     }
     let _ = mt.rollback();
+    // in file order, as the offline rules report theirs
+    c.out
+        .sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
     c.out
 }
 
@@ -311,7 +314,7 @@ fn keys_in_target(c: &mut Checks<'_>, a: &mut Tx<'_>) {
         c.job.target_table
     );
     if let Some(Err(e)) = isolated(a, |t| t.prepare(&probe)) {
-        let msg = format!("not all are columns of TARGET_TABLE: {}", pg_message(&e));
+        let msg = agree::keys_not_in_target(&pg_message(&e));
         c.error(Key::KeyColumns, None, msg);
     }
 }

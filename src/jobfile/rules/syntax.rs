@@ -55,9 +55,15 @@ pub fn check(s: &Stmt<'_>, out: &mut Vec<Finding>) {
 /// in this statement). A syntax error is reported only when nothing else was: the mistake a
 /// key's rule names (`CREATE TABLE IF NOT EXIST`, `VALUS`) is the same one, and one mistake
 /// gets one error at one place.
+///
+/// The error does not stop `run`: PostgreSQL has the last word on its own syntax, so a
+/// statement this misjudges still runs.
 pub fn verdict(s: &Stmt<'_>, found_error: bool, out: &mut Vec<Finding>) {
     match &s.parsed {
-        Parsed::Broken(f) if !found_error => out.push(f.clone()),
+        Parsed::Broken(f) if !found_error => out.push(Finding {
+            blocks_run: false,
+            ..f.clone()
+        }),
         Parsed::Unsupported(f) => out.push(f.clone()),
         _ => {}
     }

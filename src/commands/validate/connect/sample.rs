@@ -33,12 +33,12 @@ pub fn check(
     table_oid: u32,
 ) {
     let targets = cast_targets(c, a, params, table_oid);
-    let wanted: Vec<(usize, String)> = targets
+    let wanted: Vec<(usize, Target)> = targets
         .into_iter()
         .enumerate()
         .filter(|(i, _)| convertible.get(*i) == Some(&true))
         .filter_map(|(i, t)| t.map(|t| (i, t)))
-        .filter(|(i, t)| source_type_name(m, &src.cols[*i].ty).as_deref() != Some(t))
+        .filter(|(i, t)| type_name(m, &src.cols[*i].ty).as_deref() != Some(&t.stored))
         .collect();
     if wanted.is_empty() {
         return;
@@ -52,9 +52,10 @@ pub fn check(
         if let Some((row, value, why)) = first_bad(a, column, target) {
             let msg = format!(
                 "placeholder {n} takes output column {n} `{}` of SELECT_SOURCE_SQL: its value \
-                 '{}' (row {row} of the first {SAMPLE_ROWS} rows) cannot be stored as {target}: {why}",
+                 '{}' (row {row} of the first {SAMPLE_ROWS} rows) cannot be stored as {}: {why}",
                 src.cols[*i].name,
                 shown(&value),
+                target.stored,
                 n = i + 1,
             );
             c.error(Key::UpsertTargetSql, placeholders.get(*i).copied(), msg);
@@ -62,15 +63,22 @@ pub fn check(
     }
 }
 
-/// Per parameter, the type a value ends up as in A: the target column's own type with its
-/// length or precision (`varchar(10)`, `numeric(5,2)`) where the placeholder is the whole
-/// value, else the parameter's type.
+/// What a parameter's value goes through in A: parsed as the parameter's type, then
+/// stored in its column.
+struct Target {
+    param: String,
+    /// the column's own type with its length or precision (`varchar(10)`, `numeric(5,2)`)
+    /// where the placeholder is the whole value, else the parameter's type
+    stored: String,
+}
+
+/// Per parameter, what its values go through in A.
 fn cast_targets(
     c: &Checks<'_>,
     a: &mut Tx<'_>,
     params: &[Type],
     table_oid: u32,
-) -> Vec<Option<String>> {
+) -> Vec<Option<Target>> {
     let columns: HashMap<String, String> = isolated(a, |t| {
         t.query(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
@@ -89,7 +97,10 @@ fn cast_targets(
             let k = s.value_exprs.iter().position(|e| *e == bare)?;
             columns.get(&s.columns[k]).cloned()
         });
-        out.push(column.or_else(|| type_name(a, p)));
+        out.push(type_name(a, p).map(|param| Target {
+            stored: column.unwrap_or_else(|| param.clone()),
+            param,
+        }));
     }
     out
 }
@@ -100,11 +111,6 @@ fn type_name(tx: &mut Tx<'_>, t: &Type) -> Option<String> {
     })
     .and_then(Result::ok)
     .map(|r| r.get(0))
-}
-
-/// The source column's type as M names it, to skip columns whose type A keeps as is.
-fn source_type_name(m: &mut Tx<'_>, t: &Type) -> Option<String> {
-    type_name(m, t)
 }
 
 /// The text of each wanted column in the first rows of the source query; `None` (with a
@@ -154,40 +160,47 @@ fn read(
     }
 }
 
-/// The first value that does not cast to `target` on A: its row (1-based), the value, and
-/// PostgreSQL's reason. One statement casts them all; only when it fails is the culprit
-/// found by halving, so a clean column costs one round trip.
+/// The first value that A cannot store as `target`: its row (1-based), the value, and
+/// PostgreSQL's reason. Values are parsed as the parameter's type and assigned to a column
+/// of the stored type, as the upsert does (an explicit cast to `varchar(10)` would cut a
+/// long text instead of refusing it). One statement takes them all; only when it fails is
+/// the culprit found by halving, so a clean column costs one round trip.
 fn first_bad(
     a: &mut Tx<'_>,
     column: &[Option<String>],
-    target: &str,
+    target: &Target,
 ) -> Option<(usize, String, String)> {
     let values: Vec<(usize, &str)> = column
         .iter()
         .enumerate()
         .filter_map(|(i, v)| v.as_deref().map(|v| (i + 1, v)))
         .collect();
-    let sql = format!("SELECT count(v::{target}) FROM unnest($1::text[]) AS v");
-    let casts = |a: &mut Tx<'_>, part: &[(usize, &str)]| -> Option<Result<(), String>> {
+    let create = format!("CREATE TEMP TABLE elt_sample (v {})", target.stored);
+    let insert = format!(
+        "INSERT INTO pg_temp.elt_sample SELECT v::{} FROM unnest($1::text[]) AS v",
+        target.param
+    );
+    let stores = |a: &mut Tx<'_>, part: &[(usize, &str)]| -> Option<Result<(), String>> {
         let texts: Vec<&str> = part.iter().map(|(_, v)| *v).collect();
         isolated(a, |t| {
-            t.query_one(&sql, &[&texts])
+            t.batch_execute(&create)
+                .and_then(|_| t.execute(&insert, &[&texts]))
                 .map(|_| ())
                 .map_err(|e| pg_message(&e))
         })
     };
-    casts(a, &values)?.err()?;
+    stores(a, &values)?.err()?;
     let (mut lo, mut hi) = (0, values.len());
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
-        if casts(a, &values[lo..mid])?.is_err() {
+        if stores(a, &values[lo..mid])?.is_err() {
             hi = mid;
         } else {
             lo = mid;
         }
     }
     let (row, value) = values[lo];
-    let why = casts(a, &values[lo..=lo])?.err()?;
+    let why = stores(a, &values[lo..=lo])?.err()?;
     Some((row, value.to_string(), why))
 }
 
