@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result, io};
 
 pub use keys::Key;
-pub use parse::{Fields, LineCol, Positions, parse_fields};
-pub use problem::{Problem, Severity};
+pub use parse::{Fields, Positions, parse_fields};
+pub use problem::{LineCol, Problem, Severity};
 pub use rules::check_rules;
 
 pub const DEFAULT_MAX_DELETE_FRACTION: f64 = 0.5;

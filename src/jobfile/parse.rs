@@ -5,10 +5,7 @@
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
 use super::keys::Key;
-use super::problem::Problem;
-
-/// A 1-based line and a 1-based column counted in characters.
-pub type LineCol = (usize, usize);
+use super::problem::{LineCol, Problem};
 
 /// The values of a job file's keys, each present only when it had the right YAML type, and
 /// where everything is in the file.

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use super::parse::LineCol;
+/// A 1-based line and a 1-based column counted in characters.
+pub type LineCol = (usize, usize);
 
 /// How much a problem matters: only errors make `validate` exit 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -2,7 +2,7 @@
 //! user reads the same message from either. Each message is what follows `KEY: ` — in
 //! `validate`'s `FILE: KEY: line L, column C: message` and in `run`'s `KEY: message`.
 
-use super::OutName;
+use super::query::OutName;
 
 /// A mismatch between SELECT_KEYS_SQL's output and KEY_COLUMNS, at output column `column`
 /// (0-based) of the keys query.

@@ -4,7 +4,8 @@
 use sqlparser::ast::{ColumnOption, CreateTable, Expr, GeneratedAs, Statement, TableConstraint};
 use sqlparser::tokenizer::Location;
 
-use super::{TableName, ident, name_parts, parse_one};
+use super::name::{TableName, table_name};
+use super::parse::{ident, parse_one};
 
 /// A column of the created table, with what decides whether the upsert may or must write it.
 #[derive(Debug, Clone)]
@@ -123,16 +124,6 @@ fn constraint_columns(tc: &TableConstraint) -> Option<Vec<String>> {
         .collect()
 }
 
-/// The table named by `n` (the last two parts of `db.schema.table`).
-pub(super) fn table_name(n: &sqlparser::ast::ObjectName) -> Option<TableName> {
-    let mut parts = name_parts(n);
-    let table = parts.pop()?;
-    Some(TableName {
-        schema: parts.pop(),
-        table,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +146,10 @@ mod tests {
         let cols = c.columns.unwrap();
         assert_eq!(cols.len(), 6);
         assert!(cols[0].generated_always.is_some());
-        assert_eq!(super::super::offset_of(sql, cols[1].at), sql.find("a int"));
+        assert_eq!(
+            super::super::parse::offset_of(sql, cols[1].at),
+            sql.find("a int")
+        );
         assert!(cols[3].has_default && cols[5].has_default);
         assert!(cols[4].generated_always.is_some());
         assert!(

@@ -6,7 +6,7 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Location;
 
-use super::{has_param, ident, name_parts};
+use super::parse::{has_param, ident, name_parts};
 
 /// An output column's name as PostgreSQL gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ fn last_condition(cond: &Expr) -> Trailing {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse_one;
+    use super::super::parse::parse_one;
     use super::*;
 
     fn q(sql: &str) -> Statement {

@@ -13,8 +13,8 @@ use sqlparser::ast::{
     Statement, TableObject,
 };
 
-use super::create::table_name;
-use super::{TableName, code, ident, matching_paren, name_parts, parse_one, split_commas};
+use super::name::{TableName, table_name, table_name_at};
+use super::parse::{code, ident, matching_paren, name_parts, parse_one, split_commas};
 use crate::placeholders::translate;
 use crate::sqllex::{Token, ident_value, tokenize};
 
@@ -65,7 +65,7 @@ pub fn upsert_shape(sql: &str) -> Result<UpsertShape, ShapeError> {
     {
         return fail("must begin with `INSERT INTO`", at(0));
     }
-    let Some((table, mut i)) = super::table_name_at(&sig, 2) else {
+    let Some((table, mut i)) = table_name_at(&sig, 2) else {
         return fail("no table name after `INSERT INTO`", at(2));
     };
     if sig.get(i).is_some_and(|t| t.is_word("AS")) {

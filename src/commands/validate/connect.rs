@@ -4,6 +4,7 @@
 //! statement one database rejects never makes the next checks fail. Where a cast can fail
 //! for some values only, a sample of the source's rows is cast to what A stores.
 
+mod checks;
 mod sample;
 mod types;
 
@@ -13,88 +14,13 @@ use crate::db::{Access, Conn, Tx, quote_ident};
 use crate::error::{chain, pg_message};
 use crate::jobfile::{Job, Key, Positions, Problem, Severity};
 use crate::pipeline::watermark;
-use crate::placeholders::{original_offset, translate};
+use crate::placeholders::translate;
 use crate::sqlshape::{self, OutName, agree};
-
-/// Where the problems go, located in the job file.
-struct Checks<'a> {
-    job: &'a Job,
-    positions: &'a Positions,
-    out: Vec<Problem>,
-}
-
-impl Checks<'_> {
-    /// A problem for `key`, at byte `offset` of its SQL when known (else its value).
-    fn push(&mut self, sev: Severity, key: Key, offset: Option<usize>, msg: String) {
-        let sql = self.job.statement(key);
-        let at = offset
-            .and_then(|o| self.positions.in_value(key.name(), sql, o))
-            .or_else(|| self.positions.value(key.name()));
-        let file = self.job.path.display().to_string();
-        self.out
-            .push(Problem::new(&file, key.name(), msg).at(at).severity(sev));
-    }
-
-    fn error(&mut self, key: Key, offset: Option<usize>, msg: String) {
-        self.push(Severity::Error, key, offset, msg);
-    }
-
-    /// "M rejects it: …" at the position PostgreSQL names in `sent`, mapped back to the
-    /// job's own text.
-    fn rejected(&mut self, key: Key, db: &str, e: &postgres::Error, sent: &str) {
-        let offset = error_offset(e, sent).map(|o| {
-            if key.takes_parameters() {
-                original_offset(self.job.statement(key), o)
-            } else {
-                o
-            }
-        });
-        self.error(key, offset, format!("{db} rejects it: {}", pg_message(e)));
-    }
-}
-
-/// The byte offset PostgreSQL gives for an error in `sent` (1-based characters).
-fn error_offset(e: &postgres::Error, sent: &str) -> Option<usize> {
-    match e.as_db_error()?.position()? {
-        postgres::error::ErrorPosition::Original(p) => sent
-            .char_indices()
-            .nth((*p as usize).saturating_sub(1))
-            .map(|(i, _)| i),
-        _ => None,
-    }
-}
-
-/// Runs `f` in a savepoint of `tx` and undoes it afterwards, so what fails there leaves
-/// `tx` usable; `None` when the savepoint cannot be set (the connection is gone).
-fn isolated<T>(tx: &mut Tx<'_>, f: impl FnOnce(&mut Tx<'_>) -> T) -> Option<T> {
-    let mut sp = tx.nested("elt_check").ok()?;
-    let r = f(&mut sp);
-    let _ = sp.rollback();
-    Some(r)
-}
-
-/// One output column of the source query as M describes it.
-pub struct SourceCol {
-    pub name: String,
-    pub ty: Type,
-    table_oid: u32,
-    column_id: i16,
-}
-
-/// What M says of the source query.
-pub struct Source {
-    pub cols: Vec<SourceCol>,
-    /// the placeholder's type: what the first run binds its earliest value as
-    pub placeholder: Type,
-}
+use checks::{Checks, Source, SourceCol, isolated};
 
 /// Checks one job against M and A and returns what they found.
 pub fn check(job: &Job, positions: &Positions, m: &mut Conn, a: &mut Conn) -> Vec<Problem> {
-    let mut c = Checks {
-        job,
-        positions,
-        out: Vec::new(),
-    };
+    let mut c = Checks::new(job, positions);
     let mut mt = match m.begin(Access::ReadOnly) {
         Ok(t) => t,
         Err(e) => {
@@ -281,7 +207,12 @@ fn analytics(c: &mut Checks<'_>, a: &mut Tx<'_>, source: Option<&Source>, m: &mu
             );
         } else {
             let convertible = types::check(c, a, m, src, params);
-            sample::check(c, a, m, src, params, &convertible, table_oid);
+            let upsert = sample::Upsert {
+                params,
+                convertible: &convertible,
+                table_oid,
+            };
+            sample::check(c, a, m, src, &upsert);
         }
     }
     conflict_index(c, a, table_oid);

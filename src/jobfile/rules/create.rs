@@ -1,25 +1,13 @@
 //! CREATE_TABLE_SQL: begins with `CREATE TABLE IF NOT EXISTS`, creates TARGET_TABLE, and
 //! does not make A generate a column the upsert writes.
 
+use super::facts::{Created, Facts};
+use super::finding::Finding;
 use super::stmt::Stmt;
-use super::{Facts, Finding};
-use crate::jobfile::Key;
-use crate::sqlshape::{self, ColumnDef, CreateInfo, TableName};
+use crate::jobfile::keys::Key;
+use crate::sqlshape::{self, TableName};
 
 const HEAD: [&str; 5] = ["CREATE", "TABLE", "IF", "NOT", "EXISTS"];
-
-/// What the upsert rules need of the created table: its columns and unique keys (from the
-/// parser), and where each column is named in the SQL text.
-pub struct Created {
-    pub info: CreateInfo,
-    pub column_at: Vec<Option<usize>>,
-}
-
-impl Created {
-    pub fn columns(&self) -> Option<&[ColumnDef]> {
-        self.info.columns.as_deref()
-    }
-}
 
 pub fn check(s: &Stmt<'_>, target: Option<&TableName>, out: &mut Vec<Finding>) -> Option<Created> {
     let sig = &s.code;

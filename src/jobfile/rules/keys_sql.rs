@@ -1,15 +1,10 @@
 //! SELECT_KEYS_SQL: a query whose output columns are KEY_COLUMNS, same names, same order.
 
+use super::facts::{Facts, KeyNames};
+use super::finding::Finding;
 use super::stmt::Stmt;
-use super::{Facts, Finding};
-use crate::jobfile::Key;
+use crate::jobfile::keys::Key;
 use crate::sqlshape::{self, OutName, agree};
-
-/// The keys query's output names and where each column starts, plus where the query does.
-pub struct KeyNames {
-    pub columns: Vec<(OutName, Option<usize>)>,
-    pub start: Option<usize>,
-}
 
 pub fn check(s: &Stmt<'_>, out: &mut Vec<Finding>) -> Option<KeyNames> {
     let tree = s.tree()?;

@@ -4,6 +4,8 @@
 //! (`against`) relates the statements to each other, on what the parser read for certain.
 
 mod create;
+mod facts;
+mod finding;
 mod key_columns;
 mod keys_sql;
 mod source;
@@ -15,54 +17,9 @@ use super::keys::Key;
 use super::parse::Fields;
 use super::problem::{Problem, Severity};
 use crate::sqlshape::{self, TableName};
+use facts::Facts;
+use finding::Finding;
 use stmt::Stmt;
-
-/// A rule's verdict: for which key, how bad, and at which byte of the key's SQL text.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    key: Key,
-    severity: Severity,
-    message: String,
-    at: Option<usize>,
-    /// see `Problem::blocks_run`: false for findings that relate statements to each other
-    blocks_run: bool,
-}
-
-impl Finding {
-    fn new(key: Key, severity: Severity, message: impl Into<String>, at: Option<usize>) -> Self {
-        Finding {
-            key,
-            severity,
-            message: message.into(),
-            at,
-            blocks_run: true,
-        }
-    }
-
-    fn error(key: Key, message: impl Into<String>, at: Option<usize>) -> Self {
-        Finding::new(key, Severity::Error, message, at)
-    }
-
-    fn warning(key: Key, message: impl Into<String>, at: Option<usize>) -> Self {
-        Finding::new(key, Severity::Warning, message, at)
-    }
-
-    fn note(key: Key, message: impl Into<String>, at: Option<usize>) -> Self {
-        Finding::new(key, Severity::Note, message, at)
-    }
-}
-
-/// What the statements yield for the rules that relate them, each `None` when unknown.
-#[derive(Default)]
-struct Facts<'a> {
-    target: Option<TableName>,
-    /// KEY_COLUMNS when it is a usable list
-    keys: Option<&'a [String]>,
-    create: Option<create::Created>,
-    source: Option<Vec<sqlshape::OutName>>,
-    upsert: Option<upsert::Upsert>,
-    key_names: Option<keys_sql::KeyNames>,
-}
 
 /// Checks every rule of the job-file table on the keys that were readable; problems come
 /// back in file order.
@@ -141,41 +98,6 @@ fn locate(file: &str, f: &Fields, found: Vec<Finding>) -> Vec<Problem> {
         .collect();
     out.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
     out
-}
-
-/// Names close enough to be a typo of each other (one edit, or the same without `_`).
-fn close_names(a: &str, b: &str) -> bool {
-    if a.replace('_', "") == b.replace('_', "") {
-        return true;
-    }
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 1 {
-        return false;
-    }
-    // Damerau-style: one substitution, insertion, deletion or adjacent swap
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut prev2 = prev.clone();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                cur[j] = cur[j].min(prev2[j - 2] + 1);
-            }
-        }
-        prev2 = std::mem::replace(&mut prev, cur);
-    }
-    prev[b.len()] <= 1
-}
-
-/// `a`, `b` and `c` with back-quotes, for messages.
-fn quoted_list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|m| format!("`{m}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! SELECT_SOURCE_SQL: a query with exactly one `%s`, in the comparison that ends its last
 //! WHERE (or HAVING), nothing after it.
 
-use super::Finding;
+use super::finding::Finding;
 use super::stmt::Stmt;
 use crate::sqllex::Kind;
 use crate::sqlshape::{self, OutName, Trailing};

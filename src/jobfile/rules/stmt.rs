@@ -4,8 +4,8 @@
 use sqlparser::ast::Statement;
 use sqlparser::tokenizer::Location;
 
-use super::Finding;
-use crate::jobfile::Key;
+use super::finding::Finding;
+use crate::jobfile::keys::Key;
 use crate::placeholders::{original_offset, translate};
 use crate::sqllex::{Kind, Token, tokenize};
 use crate::sqlshape::{self, ParseError};

@@ -5,9 +5,9 @@
 
 use sqlparser::keywords::ALL_KEYWORDS;
 
+use super::finding::{Finding, close_names};
 use super::stmt::{Parsed, Stmt};
-use super::{Finding, close_names};
-use crate::jobfile::Key;
+use crate::jobfile::keys::Key;
 use crate::sqllex::{Kind, Token};
 use crate::sqlshape::ParseError;
 

@@ -2,26 +2,15 @@
 //! UPDATE SET …`, one `%s` per column, and, against the other statements: every column of
 //! the created table, the source's columns in order, a unique key for `ON CONFLICT`.
 
+use super::facts::{Facts, Upsert};
+use super::finding::{Finding, close_names, quoted_list};
 use super::stmt::Stmt;
-use super::{Facts, Finding, close_names, quoted_list};
-use crate::jobfile::Key;
+use crate::jobfile::keys::Key;
 use crate::sqllex::Kind;
 use crate::sqlshape::{self, Conflict, OutName, TableName, UpsertInfo, UpsertShape, agree};
 
 const NEED_CONFLICT: &str =
     "must have `ON CONFLICT (…) DO UPDATE SET …` so existing rows are updated";
-
-/// What the rules relating statements need from the upsert; offsets in its SQL text.
-#[derive(Debug, Clone)]
-pub struct Upsert {
-    /// the inserted columns and where each is written
-    pub columns: Vec<(String, usize)>,
-    /// `%s` in VALUES, when that agrees with the column count (else already reported)
-    pub placeholders: Option<usize>,
-    pub values_at: usize,
-    pub conflict: Option<(Vec<String>, usize)>,
-    pub set: Option<(Vec<String>, usize)>,
-}
 
 pub fn check(s: &Stmt<'_>, target: Option<&TableName>, out: &mut Vec<Finding>) -> Option<Upsert> {
     let info = s.tree().map(sqlshape::upsert_info);

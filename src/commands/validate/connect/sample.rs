@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use postgres::types::Type;
 
-use super::{Checks, Source, isolated};
+use super::checks::{Checks, Source, isolated};
 use crate::db::{TextParam, Tx, quote_ident};
 use crate::error::pg_message;
 use crate::jobfile::{Key, Severity};
@@ -22,21 +22,21 @@ const SAMPLE_TIMEOUT: &str = "10s";
 /// Longer values are cut in messages.
 const SHOWN_CHARS: usize = 40;
 
-/// Casts the sample; `convertible[i]` is false for columns already reported.
-pub fn check(
-    c: &mut Checks<'_>,
-    a: &mut Tx<'_>,
-    m: &mut Tx<'_>,
-    src: &Source,
-    params: &[Type],
-    convertible: &[bool],
-    table_oid: u32,
-) {
-    let targets = cast_targets(c, a, params, table_oid);
+/// What A said about the upsert: its parameters' types, which of them the source's
+/// columns can reach at all (the others are reported already), and the target's OID.
+pub struct Upsert<'a> {
+    pub params: &'a [Type],
+    pub convertible: &'a [bool],
+    pub table_oid: u32,
+}
+
+/// Casts the sample and reports the first value of each column that A cannot store.
+pub fn check(c: &mut Checks<'_>, a: &mut Tx<'_>, m: &mut Tx<'_>, src: &Source, u: &Upsert<'_>) {
+    let targets = cast_targets(c, a, u.params, u.table_oid);
     let wanted: Vec<(usize, Target)> = targets
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| convertible.get(*i) == Some(&true))
+        .filter(|(i, _)| u.convertible.get(*i) == Some(&true))
         .filter_map(|(i, t)| t.map(|t| (i, t)))
         .filter(|(i, t)| type_name(m, &src.cols[*i].ty).as_deref() != Some(&t.stored))
         .collect();

@@ -5,7 +5,7 @@
 
 use postgres::types::{Kind as PgKind, Type};
 
-use super::{Checks, Source, isolated};
+use super::checks::{Checks, Source, isolated};
 use crate::db::Tx;
 use crate::jobfile::{Key, Severity};
 use crate::placeholders::translate;
