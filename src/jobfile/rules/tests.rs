@@ -115,3 +115,57 @@ fn multiple_statements_are_rejected() {
             .any(|m| m.contains("more than one statement"))
     );
 }
+
+fn severities(f: &Fields, key: &str) -> Vec<(Severity, String)> {
+    check_rules("j.yaml", f)
+        .into_iter()
+        .filter(|p| p.key == key)
+        .map(|p| (p.severity, p.message))
+        .collect()
+}
+
+#[test]
+fn broken_sql_is_an_error_and_unread_postgresql_a_note() {
+    let mut f = fields();
+    let create = |cols: &str| format!("CREATE TABLE IF NOT EXISTS products ({cols})");
+    let cols = "id int primary key, title text, updated_at timestamptz";
+    for broken in [
+        create(&cols.replace(", title", ",, title")),
+        create(&cols.replace(", title", " title")),
+        create(cols).replace("(id", "((id"),
+    ] {
+        f.create_table_sql = Some(broken.clone());
+        let found = severities(&f, "CREATE_TABLE_SQL");
+        assert!(
+            matches!(found.as_slice(), [(Severity::Error, m)] if m.starts_with("syntax error")),
+            "{broken}: {found:?}"
+        );
+    }
+    for unread in [
+        create("LIKE template INCLUDING ALL"),
+        format!(
+            "{} WITH (fillfactor = 80) TABLESPACE pg_default",
+            create(cols)
+        ),
+    ] {
+        f.create_table_sql = Some(unread.clone());
+        let found = severities(&f, "CREATE_TABLE_SQL");
+        assert!(
+            found.iter().all(|(s, _)| *s == Severity::Note) && !found.is_empty(),
+            "{unread}: {found:?}"
+        );
+    }
+    f.create_table_sql = fields().create_table_sql;
+    f.select_keys_sql = Some("SELECT xmlelement(name id, 'x') AS id FROM products".into());
+    let found = severities(&f, "SELECT_KEYS_SQL");
+    assert!(found.iter().all(|(s, _)| *s == Severity::Note), "{found:?}");
+}
+
+#[test]
+fn a_syntax_error_never_stops_a_run() {
+    let mut f = fields();
+    f.select_keys_sql = Some("SELECT id FORM products".into());
+    let p = check_rules("j.yaml", &f);
+    assert!(p.iter().any(|p| p.is_error()), "{p:?}");
+    assert!(!p.iter().any(Problem::stops_run), "{p:?}");
+}
