@@ -21,6 +21,7 @@ pub fn read(key: Key, text: &str) -> Stmt<'_> {
     s
 }
 
+/// The rules our lexer checks on every statement.
 pub fn check(s: &Stmt<'_>, out: &mut Vec<Finding>) {
     if let Some(t) = s.tokens.iter().find(|t| t.unterminated) {
         let what = match t.kind {

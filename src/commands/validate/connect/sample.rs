@@ -140,7 +140,9 @@ fn read(
     let earliest = TextParam(watermark::earliest(&src.placeholder).ok()?);
     let rows = isolated(m, |t| {
         t.batch_execute(&format!("SET LOCAL statement_timeout = '{SAMPLE_TIMEOUT}'"))?;
-        t.query(&sql, &[&earliest])
+        // prepared through `Tx`, which notes a type the driver had to look up (pooler safety)
+        let stmt = t.prepare(&sql)?;
+        t.query(&stmt, &[&earliest])
     })?;
     match rows {
         Ok(rows) => Some(
