@@ -117,25 +117,51 @@ pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// The error and its causes on one line, `what: why: deeper why`, skipping a cause whose
 /// text the previous message already contains (the postgres driver repeats its cause).
-/// PostgreSQL's DETAIL and HINT are appended when present.
+/// A PostgreSQL error reads as [`db_message`] says.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
+    let mut out = one_line(&err.to_string());
     let mut cur = err.source();
     while let Some(e) = cur {
-        let text = e.to_string();
+        let text = match e.downcast_ref::<postgres::error::DbError>() {
+            Some(db) => format!("{}: {}", db.severity(), db_message(db)),
+            None => one_line(&e.to_string()),
+        };
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        if let Some(db) = e.downcast_ref::<postgres::error::DbError>() {
-            if let Some(d) = db.detail() {
-                out.push_str(&format!(" (detail: {d})"));
-            }
-            if let Some(h) = db.hint() {
-                out.push_str(&format!(" (hint: {h})"));
-            }
-        }
         cur = e.source();
     }
     crate::redact::scrub(&out)
+}
+
+/// What PostgreSQL said, on one line: its message, then `DETAIL: …` and `HINT: …` when it
+/// gave them. The driver's own Display puts them on lines of their own, and a message that
+/// already quotes one does not get it twice.
+pub fn db_message(db: &postgres::error::DbError) -> String {
+    let mut out = one_line(db.message());
+    for (label, part) in [("DETAIL", db.detail()), ("HINT", db.hint())] {
+        if let Some(part) = part.map(one_line).filter(|p| !out.contains(p.as_str())) {
+            out.push_str(&format!("; {label}: {part}"));
+        }
+    }
+    out
+}
+
+/// The part of a driver error worth showing a user: PostgreSQL's [`db_message`] for a
+/// database error, else the whole [`chain`].
+pub fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => crate::redact::scrub(&db_message(db)),
+        None => chain(e),
+    }
+}
+
+/// Line breaks become spaces, so a message stays one line in logs and output.
+fn one_line(s: &str) -> String {
+    if s.contains('\n') {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        s.to_string()
+    }
 }

@@ -6,7 +6,7 @@ pub mod commands;
 pub mod db;
 pub mod error;
 pub mod fault;
-pub mod job;
+pub mod jobfile;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
@@ -18,9 +18,9 @@ pub mod redis_conn;
 pub mod report;
 pub mod settings;
 pub mod sqllex;
+pub mod sqlshape;
 pub mod state;
 pub mod stop;
-pub mod validate;
 pub mod verify;
 
 /// `elt --version`: the crate version and the git commit it was built from (see build.rs).

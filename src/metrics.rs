@@ -105,7 +105,10 @@ pub fn snapshot(
     for j in &report.jobs {
         let before = previous.and_then(|p| p.jobs.get(&j.job));
         let facts = remembered(&j.job);
-        jobs.insert(j.job.clone(), job_metrics(j, run.now_seconds, before, facts));
+        jobs.insert(
+            j.job.clone(),
+            job_metrics(j, run.now_seconds, before, facts),
+        );
     }
     let count = |s: Status| report.jobs.iter().filter(|j| j.status == s).count() as u64;
     let mut rows = Counts::default();
@@ -455,7 +458,10 @@ pub fn parse(text: &str) -> Snapshot {
         let Some(job) = label("job") else { continue };
         let m = jobs.entry(job.to_string()).or_default();
         if name == JOB_STATUS {
-            if let Some(st) = label("status").and_then(parse_status).filter(|_| value == 1.0) {
+            if let Some(st) = label("status")
+                .and_then(parse_status)
+                .filter(|_| value == 1.0)
+            {
                 m.status = st;
             }
             continue;
@@ -519,18 +525,15 @@ pub fn write_for_run(
         duration_seconds: duration.as_secs_f64(),
         whole_run,
     };
-    let snap = snapshot(
-        report,
-        &run,
-        previous.as_ref(),
-        |job| match store.as_mut().map(|s| s.meta(job)) {
+    let snap = snapshot(report, &run, previous.as_ref(), |job| {
+        match store.as_mut().map(|s| s.meta(job)) {
             Some(Ok(Some(m))) => Remembered {
                 last_success_seconds: m.last_success_ms.map(|ms| ms as f64 / 1000.0),
                 failures_total: Some(m.failures),
             },
             _ => Remembered::default(),
-        },
-    );
+        }
+    });
     write_atomically(path, &render(&snap))?;
     log::debug!("metrics written to {}", path.display());
     Ok(())

@@ -57,6 +57,35 @@ pub fn glued(out: &str) -> bool {
         .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
 }
 
+/// The byte offset in the original statement `sql` of a byte offset in its translation
+/// (`translate(sql).sql`), so a position the server or the SQL parser gives in the
+/// translation points at the analyst's own text.
+pub fn original_offset(sql: &str, translated_offset: usize) -> usize {
+    let mut t = 0usize;
+    let mut n = 0usize;
+    let mut prev = "";
+    for tok in tokenize(sql) {
+        let len = match tok.kind {
+            Kind::Placeholder => {
+                n += 1;
+                1 + n.to_string().len() + usize::from(glued(prev))
+            }
+            Kind::PercentPercent => 1,
+            Kind::String | Kind::DollarString | Kind::QuotedIdent => {
+                tok.text.replace("%%", "%").len()
+            }
+            _ => tok.text.len(),
+        };
+        if translated_offset < t + len {
+            let inside = translated_offset - t;
+            return tok.start + inside.min(tok.text.len().saturating_sub(1));
+        }
+        t += len;
+        prev = tok.text;
+    }
+    sql.len()
+}
+
 /// Removes a trailing `;` (and the white space or comments around it) so the statement can
 /// be embedded in a larger one (`COPY (...) TO STDOUT`, a subquery).
 pub fn strip_trailing_semicolon(sql: &str) -> &str {
@@ -144,6 +173,19 @@ pub fn without_watermark_condition(sql: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn translated_offsets_map_back() {
+        let sql = "SELECT a %% 2, 'x%%' FROM t WHERE u > %s AND v";
+        let t = translate(sql).sql;
+        let v = t.find(" v").unwrap_or(0) + 1;
+        assert_eq!(&sql[original_offset(sql, v)..], "v");
+        let u = t.find("$1").unwrap_or(0);
+        assert_eq!(
+            &sql[original_offset(sql, u)..original_offset(sql, u) + 2],
+            "%s"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -227,8 +227,12 @@ struct Spec {
 
 /// `%XX` escapes decoded; an empty part is absent.
 fn decode(s: &str) -> Option<String> {
-    Some(percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .filter(|s| !s.is_empty())
+    Some(
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+    .filter(|s| !s.is_empty())
 }
 
 /// `HOST:PORT[,HOST:PORT…]`, brackets around IPv6 addresses allowed.
@@ -237,7 +241,12 @@ fn hosts(list: &str) -> Result<Vec<(String, u16)>, &'static str> {
         .map(|h| {
             let (host, port) = h.rsplit_once(':').ok_or("each host needs a :PORT")?;
             let port = port.parse().map_err(|_| "a port is not a number")?;
-            Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+            Ok((
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port,
+            ))
         })
         .collect()
 }
@@ -245,7 +254,10 @@ fn hosts(list: &str) -> Result<Vec<(String, u16)>, &'static str> {
 impl Spec {
     fn parse(url: &str) -> RedisResult<Spec> {
         let bad = |why: &str| {
-            invalid("invalid Redis URL", format!("{}: {why}", crate::redact::mask(url)))
+            invalid(
+                "invalid Redis URL",
+                format!("{}: {why}", crate::redact::mask(url)),
+            )
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (rest, insecure) = match rest.rsplit_once('#') {
@@ -267,9 +279,11 @@ impl Spec {
                 _ => return Err(bad("the only query parameter known is sslrootcert")),
             }
         }
-        let tls = scheme
-            .starts_with("rediss")
-            .then_some(if insecure { TlsMode::Insecure } else { TlsMode::Secure });
+        let tls = scheme.starts_with("rediss").then_some(if insecure {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        });
         if root_cert.is_some() && tls.is_none() {
             return Err(bad("sslrootcert needs TLS (rediss+...)"));
         }
@@ -278,7 +292,11 @@ impl Spec {
             username: decode(user),
             password: decode(pass),
             hosts: hosts(host_list).map_err(bad)?,
-            path: path.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+            path: path
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
             root_cert,
         })
     }

@@ -107,7 +107,9 @@ fn next_token(b: &[u8], i: usize) -> (Kind, usize, bool) {
         return dollar(b, i);
     }
     match (c, at(1)) {
-        (b'%', Some(b's')) if !is_ident_byte(b.get(i + 2)) => return (Kind::Placeholder, i + 2, false),
+        (b'%', Some(b's')) if !is_ident_byte(b.get(i + 2)) => {
+            return (Kind::Placeholder, i + 2, false);
+        }
         (b'%', Some(b'%')) => return (Kind::PercentPercent, i + 2, false),
         (b':', Some(b':')) => return (Kind::Cast, i + 2, false),
         _ => {}

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::db::{Access, Conn, Tx, quote_ident};
 use crate::error::{Db, Error, Result, io, pg};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::pipeline::plan::{Plan, WATERMARK_SETTING};
 use crate::pipeline::watermark;
 

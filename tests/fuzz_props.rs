@@ -1,9 +1,9 @@
 //! Property tests (bounded, so `make test` stays fast): no input makes the lexer, the `%s`
 //! translator, the YAML position scanner, the job loader or the validator panic, and the
 //! lexer and translator keep their invariants.
+use elt::jobfile::{Positions, check_rules, parse_fields};
 use elt::placeholders::translate;
 use elt::sqllex::{Kind, tokenize};
-use elt::validate::{Positions, check_rules, parse_fields};
 use proptest::prelude::*;
 
 /// Pieces of SQL that exercise the lexer's states: quotes, comments, dollar quotes, `%`.
@@ -151,7 +151,7 @@ proptest! {
         for (name, content) in [("a.yaml", bytes.clone()), ("b.yaml", doc.into_bytes())] {
             let path = dir.path().join(name);
             std::fs::write(&path, content).unwrap();
-            let _ = elt::job::load(&path);
+            let _ = elt::jobfile::load(&path);
         }
     }
 }

@@ -10,7 +10,7 @@ use postgres::Transaction;
 
 use crate::db;
 use crate::error::{Db, Error, Result, io, pg};
-use crate::job;
+use crate::jobfile;
 
 /// Names of columns that usually record a row's last change, best first.
 const CHANGE_COLUMNS: [&str; 16] = [
@@ -124,9 +124,9 @@ fn refuse_existing(dir: &std::path::Path, name: &str, path: &std::path::Path) ->
         )));
     }
     if dir.is_dir() {
-        let same: Vec<PathBuf> = job::discover(dir)?
+        let same: Vec<PathBuf> = jobfile::discover(dir)?
             .into_iter()
-            .filter(|p| job::job_name(p) == name)
+            .filter(|p| jobfile::job_name(p) == name)
             .collect();
         if let Some(p) = same.first() {
             return Err(Error::Config(format!(
@@ -217,14 +217,17 @@ impl Draft {
                  key on M, or write the job by hand"
             )));
         };
-        notes.push(format!("KEY_COLUMNS ({}) from the {key_source}", key.join(", ")));
+        notes.push(format!(
+            "KEY_COLUMNS ({}) from the {key_source}",
+            key.join(", ")
+        ));
         let (condition, wm_note) = watermark(&columns, &key, watermark_column)?;
         notes.push(wm_note);
         let target = match target_table {
             Some(t) => t.to_string(),
             None => quote(m, &relname)?,
         };
-        if crate::validate::parse_table_name(&target).is_none() {
+        if crate::sqlshape::parse_table_name(&target).is_none() {
             return Err(Error::Config(format!(
                 "--target-table `{target}` is not a table name"
             )));
@@ -247,7 +250,10 @@ impl Draft {
             let not_null = if c.not_null { " NOT NULL" } else { "" };
             create.push_str(&format!("    {} {}{not_null},\n", c.quoted, c.a_type));
         }
-        create.push_str(&format!("    PRIMARY KEY ({})\n)", self.quoted_keys.join(", ")));
+        create.push_str(&format!(
+            "    PRIMARY KEY ({})\n)",
+            self.quoted_keys.join(", ")
+        ));
         create
     }
 
@@ -301,7 +307,11 @@ impl Draft {
         for n in &self.notes {
             yaml.push_str(&format!("# {}\n", n.replace('\n', " ")));
         }
-        let keys_sql = format!("SELECT {} FROM {}", self.quoted_keys.join(", "), self.source);
+        let keys_sql = format!(
+            "SELECT {} FROM {}",
+            self.quoted_keys.join(", "),
+            self.source
+        );
         yaml.push_str(&format!(
             "CREATE_TABLE_SQL: |\n{}\nSELECT_SOURCE_SQL: |\n{}\nUPSERT_TARGET_SQL: |\n{}\n\
              SELECT_KEYS_SQL: {}\nTARGET_TABLE: {}\nKEY_COLUMNS: {}\n",

@@ -2,7 +2,7 @@
 //! `--orphans` forgets the state of jobs whose file is gone.
 
 use crate::error::{Error, Result};
-use crate::job;
+use crate::jobfile;
 use crate::lock::{self, Acquired};
 use crate::settings::Settings;
 use crate::state::StateStore;
@@ -22,7 +22,7 @@ pub enum Selection {
 /// job file at all: a wrong `--jobs-dir` would otherwise make every job an orphan and wipe
 /// all state.
 fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
-    let files = job::discover(&settings.jobs_dir).map_err(|e| {
+    let files = jobfile::discover(&settings.jobs_dir).map_err(|e| {
         Error::Config(format!(
             "cannot tell orphans without the jobs folder: {}",
             crate::error::chain(&e)
@@ -35,7 +35,7 @@ fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
             settings.jobs_dir.display()
         )));
     }
-    let names: Vec<String> = files.iter().map(|p| job::job_name(p)).collect();
+    let names: Vec<String> = files.iter().map(|p| jobfile::job_name(p)).collect();
     Ok(store
         .jobs_with_state()?
         .into_iter()
@@ -50,8 +50,8 @@ pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Resu
         Selection::Named => {}
         Selection::All => {
             names.extend(store.jobs_with_state()?);
-            if let Ok(files) = job::discover(&settings.jobs_dir) {
-                names.extend(files.iter().map(|p| job::job_name(p)));
+            if let Ok(files) = jobfile::discover(&settings.jobs_dir) {
+                names.extend(files.iter().map(|p| jobfile::job_name(p)));
             }
         }
         Selection::Orphans => {

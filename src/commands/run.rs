@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
-use crate::job;
+use crate::jobfile;
 use crate::logging::{JobScope, REPORTED};
 use crate::pipeline::{RunOptions, Runner};
 use crate::progress::{self, JobProgress};
@@ -33,10 +33,10 @@ fn run_files(
             );
             break;
         }
-        let name = job::job_name(path);
+        let name = jobfile::job_name(path);
         let _scope = JobScope::enter(&name);
         log::info!("starting{}", if args.dry_run { " (dry run)" } else { "" });
-        let report = match job::load(path) {
+        let report = match jobfile::load(path) {
             Ok(j) => {
                 log::debug!(
                     "job file {} (sha256 {})",
@@ -108,7 +108,7 @@ fn check_connection_settings(settings: &Settings) -> Result<()> {
 pub fn run_all(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let started = Instant::now();
     check_connection_settings(settings)?;
-    let files = job::discover(&settings.jobs_dir)
+    let files = jobfile::discover(&settings.jobs_dir)
         .map_err(|e| crate::error::Error::Config(crate::error::chain(&e)))?;
     log::info!(
         "run started: {} job(s) in {}",
@@ -122,10 +122,10 @@ pub fn run_all(settings: &Settings, args: &RunArgs) -> Result<i32> {
 pub fn run_one(settings: &Settings, name: &str, args: &RunArgs) -> Result<i32> {
     let started = Instant::now();
     check_connection_settings(settings)?;
-    let path = job::resolve(&settings.jobs_dir, name)?;
+    let path = jobfile::resolve(&settings.jobs_dir, name)?;
     log::info!(
         "run started: job {} from {}",
-        job::job_name(&path),
+        jobfile::job_name(&path),
         absolute(&path).display()
     );
     log_settings(settings);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::job;
+use crate::jobfile;
 use crate::settings::Settings;
 use crate::state::{Meta, StateStore, now_ms};
 
@@ -63,10 +63,10 @@ impl FileFacts {
         use sha2::Digest;
         let sha256 = std::fs::read(path)
             .ok()
-            .map(|b| job::hex(&sha2::Sha256::digest(&b)));
+            .map(|b| jobfile::hex(&sha2::Sha256::digest(&b)));
         FileFacts {
             sha256,
-            definition: job::load(path).ok().map(|j| j.definition),
+            definition: jobfile::load(path).ok().map(|j| j.definition),
         }
     }
 }
@@ -128,7 +128,7 @@ pub fn known_jobs(
     settings: &Settings,
     store: &mut StateStore,
 ) -> Result<Vec<(String, Option<PathBuf>)>> {
-    let files = match job::discover(&settings.jobs_dir) {
+    let files = match jobfile::discover(&settings.jobs_dir) {
         Ok(f) => f,
         Err(e) => {
             // still useful: what Redis knows; every job then shows as an orphan, so say why
@@ -141,7 +141,7 @@ pub fn known_jobs(
     };
     let mut names: Vec<(String, Option<PathBuf>)> = files
         .iter()
-        .map(|p| (job::job_name(p), Some(p.clone())))
+        .map(|p| (jobfile::job_name(p), Some(p.clone())))
         .collect();
     for n in store.jobs_with_state()? {
         if !names.iter().any(|(name, _)| *name == n) {
@@ -234,7 +234,8 @@ fn notes(jobs: &[JobStatus]) -> Vec<&'static str> {
         );
     }
     if jobs.iter().any(|j| j.orphan) {
-        notes.push("orphan: state in Redis but no job file; `elt reset-state --orphans` removes it");
+        notes
+            .push("orphan: state in Redis but no job file; `elt reset-state --orphans` removes it");
     }
     notes
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::db::Conn;
 use crate::error::{Db, Result};
-use crate::job;
+use crate::jobfile;
 use crate::settings::Settings;
 use crate::verify::{JobVerification, Verdict, verify_job};
 
@@ -17,12 +17,12 @@ struct Report {
 
 pub fn verify(settings: &Settings, names: &[String], json: bool) -> Result<i32> {
     let files = if names.is_empty() {
-        job::discover(&settings.jobs_dir)
+        jobfile::discover(&settings.jobs_dir)
             .map_err(|e| crate::error::Error::Config(crate::error::chain(&e)))?
     } else {
         names
             .iter()
-            .map(|n| job::resolve(&settings.jobs_dir, n))
+            .map(|n| jobfile::resolve(&settings.jobs_dir, n))
             .collect::<Result<Vec<_>>>()?
     };
     let (m_url, a_url) = (settings.master_url()?, settings.analytics_url()?);
@@ -31,8 +31,8 @@ pub fn verify(settings: &Settings, names: &[String], json: bool) -> Result<i32> 
     let seed = crate::state::new_seed();
     let mut jobs = Vec::with_capacity(files.len());
     for path in &files {
-        let name = job::job_name(path);
-        let verdict = match (job::load(path), &mut conns) {
+        let name = jobfile::job_name(path);
+        let verdict = match (jobfile::load(path), &mut conns) {
             (Err(problems), _) => {
                 let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
                 JobVerification::failed(&name, format!("invalid job file: {}", text.join("; ")))

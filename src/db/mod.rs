@@ -180,6 +180,23 @@ impl<'c> Tx<'c> {
         Ok(stmt)
     }
 
+    /// A savepoint as a transaction of its own: what the server rejects inside it is undone
+    /// by its `rollback` (or by dropping it) and leaves this transaction usable, so one
+    /// failed check does not make the next ones fail with "current transaction is aborted".
+    pub fn nested(&mut self, name: &str) -> Result<Tx<'_>> {
+        let db = self.db;
+        let inner = self
+            .inner
+            .savepoint(name)
+            .map_err(pg(db, "setting a savepoint"))?;
+        Ok(Tx {
+            inner,
+            db,
+            custom_types: self.custom_types,
+            facts: self.facts.clone(),
+        })
+    }
+
     /// Commits. After a type lookup, its cached statement is dropped first, so the pooled
     /// server session is left clean for whoever gets it next.
     pub fn commit(mut self) -> Result<()> {

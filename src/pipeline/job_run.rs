@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::db::{Access, Conn, TextParam, Tx};
 use crate::error::{Db, Error, Result, pg};
 use crate::fault::FaultPoint;
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::lock::JobLock;
 use crate::pipeline::RunOptions;
 use crate::pipeline::extract::{self, Batch, CopyRows, PortalRows};

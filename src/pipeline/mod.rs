@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::db::Conn;
 use crate::error::{Db, Error, Result};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::lock::{self, Acquired, LockKeeper};
 use crate::logging::REPORTED;
 use crate::redis_conn::RedisTarget;

@@ -6,10 +6,10 @@ use postgres::types::Type;
 
 use crate::db::{Tx, quote_ident};
 use crate::error::{Db, Error, Result, pg};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::placeholders::{strip_trailing_semicolon, translate, without_watermark_condition};
 use crate::sqllex::{Kind, tokenize};
-use crate::validate::{UpsertShape, upsert_shape};
+use crate::sqlshape::{OutName, UpsertShape, agree, upsert_shape};
 
 /// Built-in types have the same OID and binary format in every database; anything above
 /// this (enums, domains, composites, extension types) may differ between M and A.
@@ -63,8 +63,8 @@ pub struct Plan {
 
 /// What the servers say about the job's two parameterised statements.
 struct Described {
-    /// the source's output columns as M describes them
-    columns: Vec<postgres::Column>,
+    /// the source's output columns (name, type) as M describes them
+    columns: Vec<(String, Type)>,
     watermark_type: Type,
     /// the upsert's parameter types as A describes them
     params: Vec<Type>,
@@ -82,32 +82,37 @@ impl Described {
         let watermark_type = match src.params() {
             [t] => t.clone(),
             p => {
-                return Err(Error::Job(format!(
-                    "SELECT_SOURCE_SQL must have exactly one placeholder, the server sees {}",
-                    p.len()
-                )));
+                let why = agree::source_parameters(p.len());
+                return Err(Error::Job(format!("SELECT_SOURCE_SQL: {why}")));
             }
         };
+        check_keys_query(job, m)?;
         check_target_columns(a, job, &shape.columns)?;
         let upsert = translate(&job.upsert_target_sql);
+        if src.columns().len() != upsert.count() {
+            let why = agree::placeholder_count(upsert.count(), src.columns().len());
+            return Err(Error::Job(format!("UPSERT_TARGET_SQL: {why}")));
+        }
         let ups = a
             .prepare_typed(&upsert.sql, &placeholder_types(shape, src.columns()))
             .map_err(pg(Db::Analytics, "preparing UPSERT_TARGET_SQL"))?;
-        let (columns, params) = (src.columns().to_vec(), ups.params().to_vec());
+        let columns: Vec<(String, Type)> = src
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), c.type_().clone()))
+            .collect();
+        let params = ups.params().to_vec();
         if columns.len() != params.len() {
-            return Err(Error::Job(format!(
-                "SELECT_SOURCE_SQL returns {} column(s) but UPSERT_TARGET_SQL has {} placeholder(s); \
-                 values are bound in the order of the source's columns, so they must be equal",
-                columns.len(),
-                params.len()
-            )));
+            let why = agree::placeholder_count(params.len(), columns.len());
+            return Err(Error::Job(format!("UPSERT_TARGET_SQL: {why}")));
         }
+        check_keys_in_target(job, a)?;
         // Values travel in binary when both sides use the same built-in type, else as text,
         // which the server parses with the target type's input function: exact either way.
         let as_text = columns
             .iter()
             .zip(&params)
-            .map(|(c, p)| c.type_().oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p))
+            .map(|((_, c), p)| c.oid() != p.oid() || p.oid() >= FIRST_USER_OID || needs_text(p))
             .collect();
         Ok(Described {
             columns,
@@ -118,18 +123,21 @@ impl Described {
     }
 
     fn names(&self) -> Vec<&str> {
-        self.columns.iter().map(|c| c.name()).collect()
+        self.columns.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// Every key column must be an output column of the source: each row's key is read there.
     fn check_keys(&self, job: &Job) -> Result<()> {
         let names = self.names();
-        match job.key_columns.iter().find(|k| !names.contains(&k.as_str())) {
-            Some(k) => Err(Error::Job(format!(
-                "KEY_COLUMNS names `{k}`, which is not an output column of SELECT_SOURCE_SQL \
-                 (its columns: {})",
-                names.join(", ")
-            ))),
+        match job
+            .key_columns
+            .iter()
+            .find(|k| !names.contains(&k.as_str()))
+        {
+            Some(k) => {
+                let why = agree::key_not_in_source(k, &names);
+                Err(Error::Job(format!("KEY_COLUMNS: {why}")))
+            }
             None => Ok(()),
         }
     }
@@ -137,7 +145,10 @@ impl Described {
     /// The source's columns as the staging table takes them (`::text` where they travel so).
     fn select_list(&self) -> Result<String> {
         let names = self.names();
-        let unique = names.iter().enumerate().all(|(i, n)| !names[..i].contains(n));
+        let unique = names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| !names[..i].contains(n));
         if unique {
             let list: Vec<String> = names
                 .iter()
@@ -180,7 +191,8 @@ impl Reads {
             .join(", ");
         let body = strip_trailing_semicolon(&source.sql);
         let extract_sql = format!("SELECT {key_texts}, {select_list} FROM ({body}\n) AS elt_src");
-        let from_setting = format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})");
+        let from_setting =
+            format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})");
         let copy_out_sql = format!(
             "COPY ({}) TO STDOUT (FORMAT binary)",
             replace_params(&extract_sql, &from_setting)
@@ -209,7 +221,11 @@ impl Reads {
 fn staging(a: &mut Transaction<'_>, d: &Described) -> Result<(String, String)> {
     let mut cols = Vec::with_capacity(d.params.len());
     for (i, (p, t)) in d.params.iter().zip(&d.as_text).enumerate() {
-        let ty = if *t { "text".to_string() } else { stage_type(a, p)? };
+        let ty = if *t {
+            "text".to_string()
+        } else {
+            stage_type(a, p)?
+        };
         cols.push((format!("c{}", i + 1), ty));
     }
     let ddl = format!(
@@ -244,11 +260,22 @@ impl Plan {
             .map(|p| type_name(a, p, Db::Analytics))
             .collect::<Result<_>>()?;
         let merge = merge_statements(&upsert.sql, &shape, &d.as_text, &param_types)?;
-        let prune_unchanged_sql = crate::validate::plain_update_set(&job.upsert_target_sql)
-            .then(|| prune_statement(&job.target_table, &job.key_columns, &merge.columns, &merge.exprs))
+        let prune_unchanged_sql = crate::sqlshape::plain_update_set(&job.upsert_target_sql)
+            .then(|| {
+                prune_statement(
+                    &job.target_table,
+                    &job.key_columns,
+                    &merge.columns,
+                    &merge.exprs,
+                )
+            })
             .flatten();
         let one_to_one = !d.as_text.iter().any(|t| *t)
-            && merge.exprs.iter().enumerate().all(|(i, e)| *e == format!("s.c{}", i + 1));
+            && merge
+                .exprs
+                .iter()
+                .enumerate()
+                .all(|(i, e)| *e == format!("s.c{}", i + 1));
         let direct_copy_sql = one_to_one.then(|| {
             let cols: Vec<String> = merge.columns.iter().map(|c| quote_ident(c)).collect();
             format!(
@@ -279,6 +306,40 @@ impl Plan {
             upsert_exprs: merge.exprs,
             one_to_one,
         })
+    }
+}
+
+/// SELECT_KEYS_SQL returns KEY_COLUMNS, as `validate` words it: otherwise the key
+/// comparison would fail later on a column alias the user never wrote.
+fn check_keys_query(job: &Job, m: &mut Tx<'_>) -> Result<()> {
+    let stmt = m
+        .prepare(&job.select_keys_sql)
+        .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
+    let names: Vec<OutName> = stmt
+        .columns()
+        .iter()
+        .map(|c| OutName::from_server(c.name()))
+        .collect();
+    match agree::keys_query_columns(&names, &job.key_columns).first() {
+        Some(m) => Err(Error::Job(format!("SELECT_KEYS_SQL: {}", m.message))),
+        None => Ok(()),
+    }
+}
+
+/// KEY_COLUMNS are columns of the target (its rows are compared by them).
+fn check_keys_in_target(job: &Job, a: &mut Tx<'_>) -> Result<()> {
+    let keys: Vec<String> = job.key_columns.iter().map(|k| quote_ident(k)).collect();
+    let probe = format!(
+        "SELECT {} FROM {} LIMIT 0",
+        keys.join(", "),
+        job.target_table
+    );
+    match a.prepare(&probe) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Job(format!(
+            "KEY_COLUMNS: {}",
+            agree::keys_not_in_target(&crate::error::pg_message(&e))
+        ))),
     }
 }
 
@@ -349,7 +410,7 @@ fn check_target_columns(a: &mut Tx<'_>, job: &Job, written: &[String]) -> Result
     if missing.is_empty() {
         return Ok(());
     }
-    let declared = crate::validate::created_columns(&job.create_table_sql).unwrap_or_default();
+    let declared = crate::sqlshape::created_columns(&job.create_table_sql).unwrap_or_default();
     let type_of = |c: &str| {
         declared
             .iter()

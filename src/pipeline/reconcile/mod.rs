@@ -17,7 +17,7 @@ use postgres::types::Type;
 
 use crate::db::{Tx, quote_ident};
 use crate::error::{Db, Error, Result, pg};
-use crate::job::Job;
+use crate::jobfile::Job;
 use crate::pipeline::digest::key_digest_of;
 use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
@@ -281,18 +281,16 @@ impl Reconciler<'_> {
     /// The key summaries of M and of the target (computed by elt for a fresh load).
     fn summaries(
         &self,
-        m: &mut Transaction<'_>,
-        a: &mut Transaction<'_>,
+        sides: &mut Sides<'_, '_, '_>,
         k: &KeySql,
-        parallel: bool,
     ) -> Result<(KeySummary, KeySummary)> {
         let hash = k.hash("t");
         let loaded = self.loaded.filter(|s| k.integer && s.is_valid());
         let m_sum =
             |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, &hash, &k.keys_from, k.seed);
         match loaded {
-            Some(l) => Ok((m_sum(m)?, l)),
-            None => both(m, a, parallel, m_sum, |a| {
+            Some(l) => Ok((m_sum(sides.m)?, l)),
+            None => sides.both(m_sum, |a| {
                 KeySummary::query(a, Db::Analytics, &hash, &k.target_from, k.seed)
             }),
         }
