@@ -637,7 +637,10 @@ fn verbosity_flags() {
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("products"), "{stderr}");
-    assert!(!stderr.contains("info") && !stderr.contains("warn:"), "{stderr}");
+    assert!(
+        !stderr.contains("info") && !stderr.contains("warn:"),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("products: skipped"));
     let out = env.elt().args(["run", "-q"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -4,10 +4,10 @@
 //! per field a 4-byte big-endian length (`-1` for NULL) and the bytes. NULL differs from an
 //! empty string and column boundaries cannot shift, and the bytes hashed are the very bytes
 //! written to A, so hashing needs no second encoding of the row.
-//! SHA-256 here is ring's: its assembly runs about twice as fast as portable code on CPUs
-//! without SHA instructions, and this is the hottest loop of a run.
+//! SHA-256 is the `sha2` crate's, which uses the CPU's SHA instructions where there are
+//! some (`examples/digests.rs` compares it with ring's on the row path: `make bench`).
 
-use ring::digest::{Context, SHA256, digest};
+use sha2::{Digest, Sha256};
 
 use crate::state::{KEY_DIGEST_LEN, KeyDigest, ROW_DIGEST_LEN, RowDigest};
 
@@ -24,21 +24,21 @@ pub fn push_field(out: &mut Vec<u8>, v: Option<&[u8]>) {
 
 /// Digest of a row given its field count and its fields in COPY binary form.
 pub fn row_digest(columns: usize, fields: &[u8]) -> RowDigest {
-    let mut h = Context::new(&SHA256);
-    h.update(&(columns as u16).to_be_bytes());
+    let mut h = Sha256::new();
+    h.update((columns as u16).to_be_bytes());
     h.update(fields);
-    let full = h.finish();
+    let full = h.finalize();
     let mut d = [0u8; ROW_DIGEST_LEN];
-    d.copy_from_slice(&full.as_ref()[..ROW_DIGEST_LEN]);
+    d.copy_from_slice(&full[..ROW_DIGEST_LEN]);
     d
 }
 
 /// Digest of a key given its parts' texts as fields in COPY binary form (the same on M
 /// and on A).
 pub fn key_digest(fields: &[u8]) -> KeyDigest {
-    let full = digest(&SHA256, fields);
+    let full = Sha256::digest(fields);
     let mut d = [0u8; KEY_DIGEST_LEN];
-    d.copy_from_slice(&full.as_ref()[..KEY_DIGEST_LEN]);
+    d.copy_from_slice(&full[..KEY_DIGEST_LEN]);
     d
 }
 

@@ -270,6 +270,16 @@ impl<'r> JobRun<'r> {
             true => DeferredKeys::drop(&mut sp, &self.cx.job.target_table)?,
             false => None,
         };
+        // Its rows can also be written frozen: emptied in this subtransaction, the table
+        // qualifies for COPY FREEZE, and nobody has to set its rows' hint bits later.
+        let sql = match self.created {
+            true => {
+                sp.batch_execute(&format!("TRUNCATE {}", self.cx.job.target_table))
+                    .map_err(pg(Db::Analytics, "preparing the load"))?;
+                sql.replace("(FORMAT binary)", "(FORMAT binary, FREEZE)")
+            }
+            false => sql,
+        };
         let mut copy = DirectCopy::start(&mut sp, &sql, self.plan.columns)?;
         let mut source = Source {
             m: &mut self.m,
@@ -382,6 +392,7 @@ impl<'r> JobRun<'r> {
             },
             loaded: self.loaded,
             seed: self.plan.seed,
+            integer: self.plan.integer_key,
         };
         let found = reconciler.run(&mut self.m, &mut self.a, &mut self.pending)?;
         self.report.rows.deleted = found.deleted;

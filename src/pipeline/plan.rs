@@ -59,6 +59,8 @@ pub struct Plan {
     pub upsert_exprs: Vec<String>,
     /// Each source value goes unchanged into the upsert column at the same position.
     pub one_to_one: bool,
+    /// The key is one integer column on both sides: compared as numbers, not text.
+    pub integer_key: bool,
 }
 
 /// What the servers say about the job's two parameterised statements.
@@ -70,6 +72,8 @@ struct Described {
     params: Vec<Type>,
     /// per source column: the value travels as text (types differ, or one of A's own)
     as_text: Vec<bool>,
+    /// the key is one integer column in M's keys query and in the target
+    integer_key: bool,
 }
 
 impl Described {
@@ -86,7 +90,7 @@ impl Described {
                 return Err(Error::Job(format!("SELECT_SOURCE_SQL: {why}")));
             }
         };
-        check_keys_query(job, m)?;
+        let m_keys = check_keys_query(job, m)?;
         check_target_columns(a, job, &shape.columns)?;
         let upsert = translate(&job.upsert_target_sql);
         if src.columns().len() != upsert.count() {
@@ -106,7 +110,8 @@ impl Described {
             let why = agree::placeholder_count(params.len(), columns.len());
             return Err(Error::Job(format!("UPSERT_TARGET_SQL: {why}")));
         }
-        check_keys_in_target(job, a)?;
+        let a_keys = check_keys_in_target(job, a)?;
+        let int = |t: &[Type]| matches!(t, [Type::INT2 | Type::INT4 | Type::INT8]);
         // Values travel in binary when both sides use the same built-in type, else as text,
         // which the server parses with the target type's input function: exact either way.
         let as_text = columns
@@ -119,6 +124,7 @@ impl Described {
             watermark_type,
             params,
             as_text,
+            integer_key: int(&m_keys) && int(&a_keys),
         })
     }
 
@@ -218,16 +224,15 @@ impl Reads {
 }
 
 /// The staging table of changed rows: its DDL and COPY.
-fn staging(a: &mut Transaction<'_>, d: &Described) -> Result<(String, String)> {
-    let mut cols = Vec::with_capacity(d.params.len());
-    for (i, (p, t)) in d.params.iter().zip(&d.as_text).enumerate() {
-        let ty = if *t {
-            "text".to_string()
-        } else {
-            stage_type(a, p)?
-        };
-        cols.push((format!("c{}", i + 1), ty));
-    }
+fn staging(d: &Described, param_types: &[String]) -> (String, String) {
+    let cols: Vec<(String, String)> = d
+        .params
+        .iter()
+        .zip(&d.as_text)
+        .zip(param_types)
+        .enumerate()
+        .map(|(i, ((p, text), name))| (format!("c{}", i + 1), stage_type(p, *text, name)))
+        .collect();
     let ddl = format!(
         "CREATE TEMP TABLE elt_stage ({}, elt_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP",
         cols.iter()
@@ -240,7 +245,7 @@ fn staging(a: &mut Transaction<'_>, d: &Described) -> Result<(String, String)> {
         "COPY pg_temp.elt_stage ({}) FROM STDIN (FORMAT binary)",
         names.join(", ")
     );
-    Ok((ddl, copy))
+    (ddl, copy)
 }
 
 impl Plan {
@@ -251,14 +256,12 @@ impl Plan {
             upsert_shape(&upsert.sql).map_err(|e| Error::Job(format!("UPSERT_TARGET_SQL: {e}")))?;
         let d = Described::read(job, m, a, &shape)?;
         d.check_keys(job)?;
-        let wm_type = type_name(m, &d.watermark_type, Db::Master)?;
+        let wm_type = type_names(m, std::slice::from_ref(&d.watermark_type), Db::Master)?
+            .pop()
+            .unwrap_or_default();
         let reads = Reads::new(job, &d.select_list()?, &wm_type);
-        let (stage_ddl, copy_in_sql) = staging(a, &d)?;
-        let param_types: Vec<String> = d
-            .params
-            .iter()
-            .map(|p| type_name(a, p, Db::Analytics))
-            .collect::<Result<_>>()?;
+        let param_types = type_names(a, &d.params, Db::Analytics)?;
+        let (stage_ddl, copy_in_sql) = staging(&d, &param_types);
         let merge = merge_statements(&upsert.sql, &shape, &d.as_text, &param_types)?;
         let prune_unchanged_sql = crate::sqlshape::plain_update_set(&job.upsert_target_sql)
             .then(|| {
@@ -305,13 +308,15 @@ impl Plan {
             upsert_columns: merge.columns,
             upsert_exprs: merge.exprs,
             one_to_one,
+            integer_key: d.integer_key,
         })
     }
 }
 
 /// SELECT_KEYS_SQL returns KEY_COLUMNS, as `validate` words it: otherwise the key
 /// comparison would fail later on a column alias the user never wrote.
-fn check_keys_query(job: &Job, m: &mut Tx<'_>) -> Result<()> {
+/// Returns the types of the key columns as M gives them.
+fn check_keys_query(job: &Job, m: &mut Tx<'_>) -> Result<Vec<Type>> {
     let stmt = m
         .prepare(&job.select_keys_sql)
         .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
@@ -322,12 +327,13 @@ fn check_keys_query(job: &Job, m: &mut Tx<'_>) -> Result<()> {
         .collect();
     match agree::keys_query_columns(&names, &job.key_columns).first() {
         Some(m) => Err(Error::Job(format!("SELECT_KEYS_SQL: {}", m.message))),
-        None => Ok(()),
+        None => Ok(stmt.columns().iter().map(|c| c.type_().clone()).collect()),
     }
 }
 
-/// KEY_COLUMNS are columns of the target (its rows are compared by them).
-fn check_keys_in_target(job: &Job, a: &mut Tx<'_>) -> Result<()> {
+/// KEY_COLUMNS are columns of the target (its rows are compared by them); returns their
+/// types there.
+fn check_keys_in_target(job: &Job, a: &mut Tx<'_>) -> Result<Vec<Type>> {
     let keys: Vec<String> = job.key_columns.iter().map(|k| quote_ident(k)).collect();
     let probe = format!(
         "SELECT {} FROM {} LIMIT 0",
@@ -335,7 +341,7 @@ fn check_keys_in_target(job: &Job, a: &mut Tx<'_>) -> Result<()> {
         job.target_table
     );
     match a.prepare(&probe) {
-        Ok(_) => Ok(()),
+        Ok(stmt) => Ok(stmt.columns().iter().map(|c| c.type_().clone()).collect()),
         Err(e) => Err(Error::Job(format!(
             "KEY_COLUMNS: {}",
             agree::keys_not_in_target(&crate::error::pg_message(&e))
@@ -380,11 +386,12 @@ fn needs_text(t: &Type) -> bool {
 
 /// A staging column type that holds any value of `t`: `character` without a length is
 /// `character(1)`, `bpchar` is unlimited.
-fn stage_type(a: &mut Transaction<'_>, t: &Type) -> Result<String> {
+fn stage_type(t: &Type, as_text: bool, name: &str) -> String {
     match *t {
-        Type::BPCHAR => Ok("pg_catalog.bpchar".into()),
-        Type::BPCHAR_ARRAY => Ok("pg_catalog.bpchar[]".into()),
-        _ => type_name(a, t, Db::Analytics),
+        _ if as_text => "text".into(),
+        Type::BPCHAR => "pg_catalog.bpchar".into(),
+        Type::BPCHAR_ARRAY => "pg_catalog.bpchar[]".into(),
+        _ => name.to_string(),
     }
 }
 
@@ -442,11 +449,19 @@ fn check_target_columns(a: &mut Tx<'_>, job: &Job, written: &[String]) -> Result
     )))
 }
 
-fn type_name(tx: &mut Transaction<'_>, t: &Type, db: Db) -> Result<String> {
-    let row = tx
-        .query_one("SELECT format_type($1::oid, NULL)", &[&t.oid()])
-        .map_err(pg(db, "naming a parameter type"))?;
-    row.try_get(0).map_err(pg(db, "naming a parameter type"))
+/// The SQL names of `types`, in one round trip.
+fn type_names(tx: &mut Transaction<'_>, types: &[Type], db: Db) -> Result<Vec<String>> {
+    let oids: Vec<u32> = types.iter().map(Type::oid).collect();
+    let rows = tx
+        .query(
+            "SELECT pg_catalog.format_type(t, NULL) FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n) \
+             ORDER BY n",
+            &[&oids],
+        )
+        .map_err(pg(db, "naming the parameter types"))?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(pg(db, "naming the parameter types")))
+        .collect()
 }
 
 /// `sql` with every `$n` parameter replaced by `with`.

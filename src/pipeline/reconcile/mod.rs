@@ -13,10 +13,9 @@ mod merge;
 pub mod summary;
 
 use postgres::Transaction;
-use postgres::types::Type;
 
 use crate::db::{Tx, quote_ident};
-use crate::error::{Db, Error, Result, pg};
+use crate::error::{Db, Error, Result};
 use crate::jobfile::Job;
 use crate::pipeline::digest::key_digest_of;
 use crate::placeholders::strip_trailing_semicolon;
@@ -204,6 +203,8 @@ pub struct Reconciler<'j> {
     pub loaded: Option<KeySummary>,
     /// the job's secret summary seed
     pub seed: i64,
+    /// the key is one integer column on M and on A
+    pub integer: bool,
 }
 
 impl Reconciler<'_> {
@@ -219,10 +220,9 @@ impl Reconciler<'_> {
             "({}\n) AS t",
             strip_trailing_semicolon(&job.select_keys_sql)
         );
-        let integer = integer_key(m, a, &keys_from, &job.target_table, &cols)?;
         let mut k = KeySql {
             cols,
-            integer,
+            integer: self.integer,
             seed: self.seed,
             mask: 0,
             keys_from,
@@ -347,24 +347,4 @@ impl Reconciler<'_> {
             missing: found.missing,
         })
     }
-}
-
-/// True when the key is one integer column on M and on A: its hash can then skip text.
-fn integer_key(
-    m: &mut Tx<'_>,
-    a: &mut Tx<'_>,
-    keys_from: &str,
-    target: &str,
-    cols: &[String],
-) -> Result<bool> {
-    let [col] = cols else { return Ok(false) };
-    let int = |t: &Type| matches!(*t, Type::INT2 | Type::INT4 | Type::INT8);
-    let m_stmt = m
-        .prepare(&format!("SELECT t.{col} FROM {keys_from}"))
-        .map_err(pg(Db::Master, "preparing SELECT_KEYS_SQL"))?;
-    let a_stmt = a
-        .prepare(&format!("SELECT t.{col} FROM {target} AS t"))
-        .map_err(pg(Db::Analytics, "reading the key column's type"))?;
-    Ok(m_stmt.columns().first().is_some_and(|c| int(c.type_()))
-        && a_stmt.columns().first().is_some_and(|c| int(c.type_())))
 }
