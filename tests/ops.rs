@@ -1,7 +1,6 @@
 //! Operations, as an operator meets them: the metrics file read with a Prometheus text-format
 //! parser, the progress display (only on a terminal), `status` and `reset-state --orphans`,
 //! log rotation and verbosity, completions, man pages, `--version` and `make install`.
-mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,7 +9,7 @@ use std::path::Path;
 use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::fixture::*;
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{PrometheusType, PrometheusValue};
 use serde_json::Value;
@@ -216,7 +215,6 @@ fn metrics_file_parses_and_shows_successes_and_failures() {
 
     // products breaks: it keeps its last success time, its failure counter rises
     env.m_exec("ALTER TABLE products RENAME TO products_gone");
-    std::thread::sleep(Duration::from_millis(1100));
     let (code, _) = run_with_metrics(&env, &["run"], &prom);
     assert_eq!(code, 1);
     let m2 = Metrics::read(&prom);
@@ -325,21 +323,9 @@ fn in_terminal(env: &TestEnv, args: &str) -> Option<(i32, String)> {
         return None;
     }
     let cmd = format!("'{}' {args}", elt_bin().display());
-    let mut c = StdCommand::new("timeout");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ELT_") {
-            c.env_remove(&k);
-        }
-    }
+    let mut c = env.wrapper("timeout");
     c.args(["120", "script", "-q", "-e", "-c", &cmd, "/dev/null"])
-        .env("ELT_MASTER_URL", env.m_url())
-        .env("ELT_ANALYTICS_URL", env.a_url())
-        .env("ELT_REDIS_URL", env.redis_url())
-        .env("ELT_JOBS_DIR", &env.jobs_dir)
-        .env("ELT_LOG_DIR", &env.log_dir)
-        .env("ELT_REDIS_PREFIX", &env.prefix)
         .env("TERM", "xterm")
-        .current_dir(env.path())
         .stdin(std::process::Stdio::null());
     let out = c.output().unwrap();
     Some((
