@@ -339,6 +339,8 @@ fn in_terminal(env: &TestEnv, args: &str) -> Option<(i32, String)> {
 fn progress_display_on_a_terminal() {
     let env = TestEnv::new("ops_progress_tty");
     env.products_fixture(5);
+    // Not an ordering: the job must last long enough (1.5 s in M) for the progress line to
+    // be drawn at its redraw rate.
     env.write_job(
         "products",
         &PRODUCTS_JOB.replace(
