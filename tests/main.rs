@@ -8,16 +8,19 @@
 mod fixture;
 
 mod cli;
+mod edits;
 mod failures;
 mod fast_paths;
 mod faults;
 mod fuzz_props;
+mod ha_fixtures;
 mod load;
 mod new_job;
 mod ops;
 mod pagila;
 mod repair_guards;
 mod security;
+mod signals;
 mod state;
 mod sync;
 mod types;

@@ -402,7 +402,12 @@ fn status_marks_changed_files_orphans_and_failures_and_reset_removes_orphans() {
     // the products file changes, the gone file disappears
     let p = env.job_path("products");
     let text = fs::read_to_string(&p).unwrap();
-    fs::write(&p, format!("# reviewed\n{text}")).unwrap();
+    // a change of what the job does (a comment alone is only `edited`)
+    let edited = text.replace(
+        "SELECT id FROM products",
+        "SELECT id FROM products WHERE true",
+    );
+    fs::write(&p, format!("# reviewed\n{edited}")).unwrap();
     fs::remove_file(env.job_path("gone")).unwrap();
 
     let v = status_json(&env);
