@@ -8,6 +8,7 @@
 mod fixture;
 
 mod cli;
+mod deployments;
 mod edits;
 mod failures;
 mod fast_paths;
