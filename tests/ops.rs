@@ -630,13 +630,37 @@ fn verbosity_flags() {
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("products"), "{stderr}");
-    assert!(!stderr.contains("info") && !stderr.contains("warn:"), "{stderr}");
+    assert!(
+        !stderr.contains("info") && !stderr.contains("warn:"),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("products: skipped"));
     let out = env.elt().args(["run", "-q"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("products: skipped"),
+        "the summary still goes to stdout"
+    );
+    // a warning does go to standard error, with the job's name (a truncated target: the run
+    // re-synchronises in full); -q silences it
+    env.a_exec("TRUNCATE products");
+    let mut con = env.redis();
+    let _: i64 = redis::cmd("DEL")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
+    let out = env.elt().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("elt: warning: [products]"), "{stderr}");
+    assert!(!stderr.contains("info"), "{stderr}");
+    env.a_exec("TRUNCATE products");
+    let out = env.elt().args(["run", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("products: ok"),
         "the summary still goes to stdout"
     );
     // -v and -q together make no sense
