@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test-faults` / `make test-load`: the fault suite (tests/faults.rs) and the
-# many-runners load test (tests/load.rs), against real servers, then the fault table.
+# `make test-faults` / `make test-load`: the fault suite (module `faults` of the test crate,
+# tests/faults.rs) and the many-runners load test (module `load`, tests/load.rs), against
+# real servers, then the fault table. Both are `#[ignore]`d in a plain `cargo test`.
 #
 #   scripts/faults.sh [all|faults|load]     (default: all)
 #
@@ -26,12 +27,12 @@ export ELT_FAULTS_REPORT
 started=$SECONDS
 rc=0
 if [ "$what" != load ]; then
-    echo "==> cargo test --test faults -- --ignored --test-threads=2"
-    cargo test --test faults -- --ignored --test-threads=2 || rc=$?
+    echo "==> cargo test --test main -- --ignored --test-threads=2 faults::"
+    cargo test --test main -- --ignored --test-threads=2 faults:: || rc=$?
 fi
 if [ "$what" != faults ]; then
-    echo "==> cargo test --test load -- --ignored --nocapture"
-    cargo test --test load -- --ignored --nocapture || rc=$?
+    echo "==> cargo test --test main -- --ignored --nocapture load::"
+    cargo test --test main -- --ignored --nocapture load:: || rc=$?
 fi
 
 echo

@@ -1,28 +1,22 @@
-//! elt in production set-ups, against the real servers the fixtures of tests/support start:
+//! elt in production set-ups, against the real servers the fixtures of tests/fixture start:
 //! M on a streaming hot standby, M and A behind PgBouncer in transaction pooling mode (with
 //! unusual database defaults), Redis behind Sentinel (with a failover, with a password), and
 //! a Redis Cluster of three masters.
 //!
-//!     cargo test --test deployments
+//!     cargo test --test main deployments::
 //!
 //! Every test ends with A compared with M value by value (every column, as text under one
 //! fixed set of session settings, so equal values have equal text on both sides), over
 //! numeric, timestamptz, timestamp, date, interval, float8, bytea, jsonb, text[], an enum, a
 //! domain, NULLs and Unicode. Each test starts its own servers (free ports, private dirs) and
 //! uses its own databases and Redis prefix, so the tests run in parallel with each other and
-//! with the other suites.
-
-mod common;
-mod support;
+//! with the other areas.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
+use crate::fixture::*;
 use serde_json::Value;
-use support::bouncer::{Bouncer, backend_pid};
-use support::redis_ha::{RedisCluster, Sentinel};
-use support::standby::Standby;
 
 // --- the tables ------------------------------------------------------------------------
 

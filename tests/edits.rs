@@ -2,9 +2,7 @@
 //! whose values in A differ), a cosmetic edit changes nothing, and a column added to a job
 //! whose table exists in A fails with the `ALTER TABLE` to run, then backfills.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 
 fn full_sync(v: &serde_json::Value, name: &str) -> Option<String> {
     job(v, name)["full_sync"].as_str().map(str::to_string)

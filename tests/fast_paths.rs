@@ -3,9 +3,7 @@
 //! summary that spares the first comparison, the ordered merge of integer keys (extremes and
 //! NULL included), and the per-bucket state strings in Redis.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 
 const EDGE_Q: &str = "SELECT id, v FROM edge";
 
@@ -55,6 +53,49 @@ fn integer_keys_at_the_extremes_and_null_reconcile_exactly() {
     // and nothing to do afterwards
     let c = env.run_ok("edge");
     assert_eq!((c.upserted, c.deleted), (0, 0), "{c:?}");
+}
+
+/// A NULL integer key stays through runs that delete rows around it: M has no key
+/// constraint on the column and A's unique index lets a NULL be, so the ordered merge must
+/// match M's NULL with A's, run after run.
+#[test]
+fn a_null_integer_key_survives_runs_that_delete_other_rows() {
+    let env = TestEnv::new("fast_null_key_kept");
+    env.m_exec(
+        "CREATE TABLE edge (id bigint, v text, changed_at timestamptz DEFAULT now());
+         INSERT INTO edge (id, v) VALUES (NULL, 'null key'), (-5, 'minus five');
+         INSERT INTO edge (id, v) SELECT g, 'row ' || g FROM generate_series(1, 3000) g;",
+    );
+    edge_job(&env, "SELECT id FROM edge");
+    let c = env.run_ok("edge");
+    assert_eq!((c.read, c.upserted, c.deleted), (3002, 3002, 0));
+    env.assert_a_equals_m(EDGE_Q, EDGE_Q);
+
+    for (change, upserted, deleted) in [
+        ("DELETE FROM edge WHERE id IN (17, 2999)", 0, 2),
+        (
+            "DELETE FROM edge WHERE id IN (-5, 3000);
+             UPDATE edge SET v = 'changed', changed_at = now() WHERE id = 1",
+            1,
+            2,
+        ),
+        ("DELETE FROM edge WHERE id BETWEEN 100 AND 199", 0, 100),
+        ("SELECT 1", 0, 0),
+    ] {
+        env.m_exec(change);
+        let c = env.run_ok("edge");
+        assert_eq!(
+            (c.upserted, c.deleted),
+            (upserted, deleted),
+            "{change}: {c:?}"
+        );
+        env.assert_a_equals_m(EDGE_Q, EDGE_Q);
+    }
+    assert_eq!(
+        env.a_texts("SELECT v FROM edge WHERE id IS NULL"),
+        ["null key"],
+        "the NULL key's row is still there"
+    );
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! does); the table ends up exactly as CREATE_TABLE_SQL makes it, and a key the source
 //! repeats still falls back to the upsert.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS items (\
     id bigint CONSTRAINT items_id_key PRIMARY KEY, \

@@ -1,27 +1,23 @@
-//! Smoke tests of the production set-up fixtures in tests/support (standby, PgBouncer,
+//! Smoke tests of the production set-up fixtures in tests/fixture (standby, PgBouncer,
 //! Redis Sentinel, Redis Cluster), against the real servers they start:
 //!
-//!     cargo test --test ha_fixtures
+//!     cargo test --test main ha_fixtures::
 //!
 //! Each test starts its own servers (private dirs, free ports), so they run in parallel
-//! with each other and with the other suites. No ELT_TEST_* variables are needed.
-
-mod common;
-mod support;
+//! with each other and with the other areas. No ELT_TEST_* variables are needed.
 
 use std::collections::BTreeSet;
 
-use support::PrivateCluster;
-use support::bouncer::{Bouncer, backend_pid};
-use support::redis_ha::{RedisCluster, Sentinel, role};
-use support::standby::Standby;
+use crate::fixture::{
+    Bouncer, PrivateCluster, RedisCluster, Sentinel, Standby, backend_pid, connect, role,
+};
 
 #[test]
 fn standby_replays_the_primary_and_not_while_paused() {
     let s = Standby::start();
     s.create_db("shop");
-    let mut primary = common::connect(&s.primary_url_for("shop"));
-    let mut standby = common::connect(&s.url_for("shop"));
+    let mut primary = connect(&s.primary_url_for("shop"));
+    let mut standby = connect(&s.url_for("shop"));
 
     let in_recovery: bool = standby
         .query_one("select pg_is_in_recovery()", &[])
@@ -74,7 +70,7 @@ fn pgbouncer_spreads_one_clients_transactions_over_server_connections() {
     let pool = b.fill_pool("postgres");
     assert_eq!(pool.len(), b.pool_size);
 
-    let mut c = common::connect(&b.url());
+    let mut c = connect(&b.url());
     let mut seen = BTreeSet::new();
     for _ in 0..8 {
         let mut tx = c.transaction().unwrap();

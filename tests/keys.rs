@@ -3,9 +3,7 @@
 //! text, uuid and composite keys with NULL parts; drift in A; keys sharing buckets; a lost
 //! seed.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 
 /// `n` rows keyed by `kind`: "int", "text", "uuid" or "composite" (text + int, NULL parts).
 fn keyed(env: &TestEnv, kind: &str, n: i64) -> (&'static str, Vec<&'static str>) {

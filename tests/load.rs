@@ -2,7 +2,7 @@
 //! while pgbench inserts, updates and deletes rows on M. `#[ignore]`d; `make test-load` (and
 //! `make test-faults`) run it:
 //!
-//!     cargo test --test load -- --ignored
+//!     cargo test --test main -- --ignored --nocapture load::
 //!
 //! Checked: no run fails and no job fails; in every cycle each job is done by at least one
 //! runner and skipped by the others when its lock is taken; no job is ever processed by two
@@ -10,17 +10,13 @@
 //! start and its commit: intervals of one job never overlap); and after pgbench stops and
 //! one final run, every target equals its source.
 
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::*;
+use crate::fixture::*;
 
 const TABLES: usize = 30;
 const RUNNERS: usize = 3;
@@ -147,7 +143,7 @@ fn three_runners_share_thirty_jobs_under_pgbench() {
     for cycle in 0..CYCLES {
         let children: Vec<_> = (0..RUNNERS)
             .map(|r| {
-                let mut c = elt_std(&env);
+                let mut c = env.elt_process();
                 c.env("ELT_LOG_DIR", env.log_dir.join(format!("runner{r}")))
                     .env("ELT_LOCK_TTL_SECONDS", "10")
                     .args(["run", "--json"]);
@@ -207,7 +203,7 @@ fn three_runners_share_thirty_jobs_under_pgbench() {
 
     // One final run after the load stops: every target equals its source.
     let o = run({
-        let mut c = elt_std(&env);
+        let mut c = env.elt_process();
         c.env("ELT_LOG_DIR", env.log_dir.join("final"))
             .args(["run", "--json"]);
         c

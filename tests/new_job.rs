@@ -1,21 +1,8 @@
 //! `elt new NAME --from-table T`: writes a job that passes `validate --connect` and keeps A
 //! equal to M, on the pagila sample database (skipped when absent) and on a table with the
 //! awkward parts (quoted names, enum arrays, domains, a unique index instead of a key).
-mod common;
-use common::*;
+use crate::fixture::*;
 use std::fs;
-use std::path::PathBuf;
-
-fn pagila_dir() -> Option<PathBuf> {
-    [
-        std::env::var("ELT_TEST_PAGILA_DIR").ok().map(PathBuf::from),
-        Some(PathBuf::from("/work/shared/datasets/pagila")),
-        Some(repo_root().join("../shared/datasets/pagila")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|d| d.join("pagila-schema.sql").exists() && d.join("pagila-data.sql").exists())
-}
 
 /// `elt new NAME --from-table TABLE [extra…]` → (exit code, output).
 fn new(env: &TestEnv, name: &str, table: &str, extra: &[&str]) -> (i32, String) {

@@ -1,7 +1,6 @@
 //! Operations, as an operator meets them: the metrics file read with a Prometheus text-format
 //! parser, the progress display (only on a terminal), `status` and `reset-state --orphans`,
 //! log rotation and verbosity, completions, man pages, `--version` and `make install`.
-mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,7 +9,7 @@ use std::path::Path;
 use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::fixture::*;
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{PrometheusType, PrometheusValue};
 use serde_json::Value;
@@ -216,7 +215,6 @@ fn metrics_file_parses_and_shows_successes_and_failures() {
 
     // products breaks: it keeps its last success time, its failure counter rises
     env.m_exec("ALTER TABLE products RENAME TO products_gone");
-    std::thread::sleep(Duration::from_millis(1100));
     let (code, _) = run_with_metrics(&env, &["run"], &prom);
     assert_eq!(code, 1);
     let m2 = Metrics::read(&prom);
@@ -325,21 +323,9 @@ fn in_terminal(env: &TestEnv, args: &str) -> Option<(i32, String)> {
         return None;
     }
     let cmd = format!("'{}' {args}", elt_bin().display());
-    let mut c = StdCommand::new("timeout");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ELT_") {
-            c.env_remove(&k);
-        }
-    }
+    let mut c = env.wrapper("timeout");
     c.args(["120", "script", "-q", "-e", "-c", &cmd, "/dev/null"])
-        .env("ELT_MASTER_URL", env.m_url())
-        .env("ELT_ANALYTICS_URL", env.a_url())
-        .env("ELT_REDIS_URL", env.redis_url())
-        .env("ELT_JOBS_DIR", &env.jobs_dir)
-        .env("ELT_LOG_DIR", &env.log_dir)
-        .env("ELT_REDIS_PREFIX", &env.prefix)
         .env("TERM", "xterm")
-        .current_dir(env.path())
         .stdin(std::process::Stdio::null());
     let out = c.output().unwrap();
     Some((
@@ -353,6 +339,8 @@ fn in_terminal(env: &TestEnv, args: &str) -> Option<(i32, String)> {
 fn progress_display_on_a_terminal() {
     let env = TestEnv::new("ops_progress_tty");
     env.products_fixture(5);
+    // Not an ordering: the job must last long enough (1.5 s in M) for the progress line to
+    // be drawn at its redraw rate.
     env.write_job(
         "products",
         &PRODUCTS_JOB.replace(
@@ -414,7 +402,12 @@ fn status_marks_changed_files_orphans_and_failures_and_reset_removes_orphans() {
     // the products file changes, the gone file disappears
     let p = env.job_path("products");
     let text = fs::read_to_string(&p).unwrap();
-    fs::write(&p, format!("# reviewed\n{text}")).unwrap();
+    // a change of what the job does (a comment alone is only `edited`)
+    let edited = text.replace(
+        "SELECT id FROM products",
+        "SELECT id FROM products WHERE true",
+    );
+    fs::write(&p, format!("# reviewed\n{edited}")).unwrap();
     fs::remove_file(env.job_path("gone")).unwrap();
 
     let v = status_json(&env);
@@ -647,6 +640,27 @@ fn verbosity_flags() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("products: skipped"),
+        "the summary still goes to stdout"
+    );
+    // a warning does go to standard error, with the job's name (a truncated target: the run
+    // re-synchronises in full); -q silences it
+    env.a_exec("TRUNCATE products");
+    let mut con = env.redis();
+    let _: i64 = redis::cmd("DEL")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
+    let out = env.elt().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("elt: warning: [products]"), "{stderr}");
+    assert!(!stderr.contains("info"), "{stderr}");
+    env.a_exec("TRUNCATE products");
+    let out = env.elt().args(["run", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("products: ok"),
         "the summary still goes to stdout"
     );
     // -v and -q together make no sense

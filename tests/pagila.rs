@@ -1,20 +1,6 @@
 //! The pagila sample database as M: `film` (enum, domain, text[], tsvector, numeric) and the
 //! partitioned `payment` table. Skipped when the data set is absent.
-mod common;
-use common::*;
-use std::path::PathBuf;
-
-fn pagila_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("ELT_TEST_PAGILA_DIR").ok().map(PathBuf::from),
-        Some(PathBuf::from("/work/shared/datasets/pagila")),
-        Some(repo_root().join("../shared/datasets/pagila")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("pagila-schema.sql").exists() && d.join("pagila-data.sql").exists())
-}
+use crate::fixture::*;
 
 const FILM_COLS: &str = "film_id, title, description, release_year, language_id, original_language_id, \
     rental_duration, rental_rate, length, replacement_cost, rating, last_update, special_features, fulltext";

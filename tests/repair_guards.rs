@@ -1,9 +1,7 @@
 //! Drift repair (rows M has and A lacks despite their watermark), delete guards, and key
 //! reconciliation when few or many key buckets differ.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 
 fn repaired(v: &serde_json::Value, job_name: &str) -> u64 {
     job(v, job_name)["rows_repaired"]

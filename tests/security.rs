@@ -2,15 +2,11 @@
 //! ACL users for Redis (a private TLS redis-server), connection strings from owner-only
 //! files, and the least-privilege roles the README documents.
 
-mod common;
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::*;
-use support::*;
+use crate::fixture::*;
 
 /// A private cluster with `ssl = on` (server certificate for `localhost`, signed by
 /// `certs`' CA) where the role `tls_only` may log in over TLS only.

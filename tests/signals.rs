@@ -2,23 +2,10 @@
 //! back, write nothing to Redis for it, release its lock at once, start no later job, name
 //! the signal in error.log and exit 143 or 130.
 
-mod common;
-mod support;
-
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::{elt_std, wait, wait_until};
-
-fn signal(child: &Child, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success());
-}
+use crate::fixture::*;
 
 /// Two jobs: `a_products` (stopped) and `b_products` (must not start).
 fn two_jobs(env: &TestEnv) {
@@ -58,21 +45,16 @@ fn sigterm_before_the_commit_rolls_back_and_exits_143() {
     let b_before = env.a_rows("SELECT id, title, price, updated_at FROM products_b");
     let redis_before = env.redis_snapshot();
 
-    let pause = env.log_dir.join("fault-before-commit.paused");
-    let mut c = elt_std(&env);
-    c.args(["run", "--json", "--fault-point", "before-commit:pause"]);
-    let child = c.spawn().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || pause.exists()),
-        "never paused"
-    );
+    let mut c = env.elt_process();
+    c.args(["run", "--json"]);
+    let paused = Paused::start(c, &env.log_dir, "before-commit");
     assert!(
         lock_value(&env, "a_products").is_some(),
         "the job holds its lock"
     );
-    signal(&child, "-TERM");
+    paused.signal("-TERM");
     let started = Instant::now();
-    let out = wait(child, Duration::from_secs(60));
+    let out = paused.end(Duration::from_secs(60));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -136,7 +118,7 @@ fn sigint_cancels_a_long_query_within_seconds_and_exits_130() {
         ),
     );
     let before = env.a_rows(PRODUCTS_Q);
-    let mut c = elt_std(&env);
+    let mut c = env.elt_process();
     c.args(["run-job", "products"]);
     let child = c.spawn().unwrap();
     let mut m = env.m();

@@ -1,8 +1,6 @@
 //! State in Redis is a cache: losing it, or losing A's table, never loses data. Late commits,
 //! dry runs, reset-state, status, locks between concurrent runners.
-mod common;
-use common::*;
-use std::process::Stdio;
+use crate::fixture::*;
 use std::time::{Duration, Instant};
 
 /// Rows with old, distinct `updated_at` values, far outside any overlap window.
@@ -70,6 +68,32 @@ fn late_row_with_old_updated_at_is_delivered() {
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
 
+/// `--overlap-seconds` (or `ELT_OVERLAP_SECONDS`) is how far a run reaches back before the
+/// stored watermark: a change stamped two minutes behind it is outside a 60 s window and
+/// inside a 300 s one.
+#[test]
+fn overlap_seconds_set_how_far_a_run_reaches_back() {
+    let env = TestEnv::new("overlap_window");
+    env.products_fixture(5);
+    env.run_ok("products");
+    env.m_exec("UPDATE products SET title = 'late update', updated_at = now() - interval '2 minutes' WHERE id = 2");
+    let mut c = env.elt();
+    c.args(["run", "--json", "--overlap-seconds", "60"]);
+    let (code, v) = run_cmd_json(c);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        counts(&v, "products").upserted,
+        0,
+        "two minutes back is outside a 60 s overlap: {v:#}"
+    );
+    let mut c = env.elt();
+    c.env("ELT_OVERLAP_SECONDS", "300").args(["run", "--json"]);
+    let (code, v) = run_cmd_json(c);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(counts(&v, "products").upserted, 1, "{v:#}");
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}
+
 /// A transaction open across a run commits afterwards, with updated_at = its start time.
 #[test]
 fn transaction_committing_after_a_run_is_delivered() {
@@ -81,6 +105,8 @@ fn transaction_committing_after_a_run_is_delivered() {
     // now() is the transaction's start time, i.e. before the next run's watermark.
     tx.batch_execute("INSERT INTO products (id, title, price) VALUES (100, 'slow writer', 1)")
         .unwrap();
+    // Not an ordering: M's clock must move on, so that the run's watermark (M's now()) is
+    // clearly later than the row's updated_at, which is the open transaction's start.
     std::thread::sleep(Duration::from_millis(1100));
     let c = env.run_ok("products");
     assert_eq!(c.upserted, 0, "uncommitted row is invisible: {c:?}");
@@ -278,83 +304,70 @@ fn job_locked_by_another_runner_is_skipped() {
     assert_eq!(holder, None, "the lock is released after the run");
 }
 
-/// A job that takes a few seconds: the source query sleeps once.
-fn slow_products(env: &TestEnv, secs: f64) {
-    env.products_fixture(5);
-    env.write_job(
-        "products",
-        &PRODUCTS_JOB.replace(
-            "FROM products WHERE updated_at > %s",
-            &format!(
-                "FROM products WHERE id > (SELECT -1 FROM pg_sleep({secs})) AND updated_at > %s"
-            ),
-        ),
-    );
+/// Lock lifetime of a key `--lock-ttl-seconds`/`ELT_LOCK_TTL_SECONDS` gave, in ms; None
+/// when nobody holds it.
+fn lock_pttl(env: &TestEnv, job: &str) -> Option<i64> {
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(env.lock_key(job))
+        .query(&mut env.redis())
+        .unwrap();
+    (pttl >= 0).then_some(pttl)
 }
 
 /// Two runs at the same time: one processes the job, the other skips it.
 #[test]
 fn concurrent_runs_do_not_process_the_same_job() {
     let env = TestEnv::new("concurrent_runs");
-    slow_products(&env, 3.0);
-    let spawn = || {
-        let mut c = std::process::Command::new(elt_bin());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("ELT_") {
-                c.env_remove(&k);
-            }
-        }
-        c.env("ELT_MASTER_URL", env.m_url())
-            .env("ELT_ANALYTICS_URL", env.a_url())
-            .env("ELT_REDIS_URL", env.redis_url())
-            .env("ELT_JOBS_DIR", &env.jobs_dir)
-            .env("ELT_LOG_DIR", &env.log_dir)
-            .env("ELT_REDIS_PREFIX", &env.prefix)
-            .current_dir(env.path())
-            .args(["run", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let first = spawn();
-    std::thread::sleep(Duration::from_millis(1000));
-    let second = spawn();
-    let o1 = first.wait_with_output().unwrap();
-    let o2 = second.wait_with_output().unwrap();
-    assert_eq!(o1.status.code(), Some(0), "{}", output_text(&o1));
-    assert_eq!(o2.status.code(), Some(0), "{}", output_text(&o2));
-    let v1: serde_json::Value = serde_json::from_slice(&o1.stdout).unwrap();
-    let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
-    let mut statuses = vec![
-        status(&v1, "products").to_string(),
-        status(&v2, "products").to_string(),
-    ];
-    statuses.sort();
+    env.products_fixture(5);
+    let mut c = env.elt_process();
+    c.args(["run", "--json"]);
+    // The first runner holds the job (paused before its key comparison) ...
+    let first = Paused::start(c, &env.log_dir, "delete");
+    // ... while the second one runs from start to end.
+    let mut c = env.elt_process();
+    c.args(["run", "--json"]);
+    let o2 = run(c);
+    let o1 = first.resume(Duration::from_secs(120));
+    assert_eq!(o1.code(), Some(0), "{}", o1.describe());
+    assert_eq!(o2.code(), Some(0), "{}", o2.describe());
     assert_eq!(
-        statuses,
-        vec!["ok", "skipped"],
-        "first: {v1:#}\nsecond: {v2:#}"
+        (o1.job_status("products"), o2.job_status("products")),
+        (Some("ok".into()), Some("skipped".into())),
+        "first:\n{}\nsecond:\n{}",
+        o1.describe(),
+        o2.describe()
     );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
 
-/// The lock is renewed while its holder works: with a 3 s TTL and an 8 s job, a runner that
-/// starts 5.5 s in still finds the job taken.
+/// The lock is renewed while its holder works: with a 3 s lifetime, a runner that starts
+/// more than 3 s into the holder's run still finds the job taken.
 #[test]
 fn lock_is_renewed_while_the_holder_works() {
     let env = TestEnv::new("lock_renewed");
-    slow_products(&env, 8.0);
-    let mut first = env.elt();
-    first.args(["--lock-ttl-seconds", "3", "run", "--json"]);
-    let handle = std::thread::spawn(move || run_cmd_json(first));
-    std::thread::sleep(Duration::from_millis(5500));
+    env.products_fixture(5);
+    let mut c = env.elt_process();
+    c.args(["--lock-ttl-seconds", "3", "run", "--json"]);
+    let first = Paused::start(c, &env.log_dir, "delete");
+    let pttl = lock_pttl(&env, "products").expect("the paused runner holds the lock");
+    assert!(
+        pttl <= 3_000,
+        "the lock lives {pttl} ms, --lock-ttl-seconds 3"
+    );
+    // Not an ordering: wall-clock time must pass the lock's lifetime, so that only its
+    // renewal keeps it held.
+    std::thread::sleep(Duration::from_millis(4_500));
     let mut second = env.elt();
     second.args(["--lock-ttl-seconds", "3", "run", "--json"]);
     let (code2, v2) = run_cmd_json(second);
-    let (code1, v1) = handle.join().unwrap();
-    assert_eq!(code1, 0, "{v1:#}");
-    assert_eq!(status(&v1, "products"), "ok", "{v1:#}");
+    let o1 = first.resume(Duration::from_secs(120));
+    assert_eq!(o1.code(), Some(0), "{}", o1.describe());
+    assert_eq!(
+        o1.job_status("products").as_deref(),
+        Some("ok"),
+        "{}",
+        o1.describe()
+    );
     assert_eq!(code2, 0, "{v2:#}");
     assert_eq!(
         status(&v2, "products"),
@@ -368,35 +381,28 @@ fn lock_is_renewed_while_the_holder_works() {
 #[test]
 fn killed_run_is_completed_by_the_next_run() {
     let env = TestEnv::new("killed_run");
-    slow_products(&env, 3.0);
+    env.products_fixture(5);
     env.m_exec("INSERT INTO products (id, title, price) SELECT g, 'more ' || g, g FROM generate_series(6, 500) g");
-    let mut c = std::process::Command::new(elt_bin());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ELT_") {
-            c.env_remove(&k);
-        }
-    }
-    let mut child = c
-        .env("ELT_MASTER_URL", env.m_url())
-        .env("ELT_ANALYTICS_URL", env.a_url())
-        .env("ELT_REDIS_URL", env.redis_url())
-        .env("ELT_JOBS_DIR", &env.jobs_dir)
-        .env("ELT_LOG_DIR", &env.log_dir)
-        .env("ELT_REDIS_PREFIX", &env.prefix)
-        .env("ELT_LOCK_TTL_SECONDS", "3")
-        .current_dir(env.path())
-        .args(["run", "--json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    child.kill().unwrap(); // SIGKILL: no cleanup at all
-    child.wait().unwrap();
+    let mut c = env.elt_process();
+    c.env("ELT_LOCK_TTL_SECONDS", "3").args(["run", "--json"]);
+    // Killed after its rows went to A, before its key comparison and commit.
+    let paused = Paused::start(c, &env.log_dir, "delete");
+    let pttl = lock_pttl(&env, "products").expect("the paused runner holds the lock");
+    assert!(
+        pttl <= 3_000,
+        "the lock lives {pttl} ms, ELT_LOCK_TTL_SECONDS=3"
+    );
+    let o = paused.kill9(); // SIGKILL: no cleanup at all
+    assert!(o.killed(), "{}", o.describe());
     let n = env.a_count("products").unwrap_or(0);
     assert!(
         n == 0 || n == 500,
         "A is consistent after the kill (all or nothing), has {n} rows"
+    );
+    assert_eq!(
+        env.a_count("products"),
+        None,
+        "killed before the commit: not even the table CREATE_TABLE_SQL made is left"
     );
     // The dead runner's lock expires within its TTL; then the next run does the work.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -407,6 +413,7 @@ fn killed_run_is_completed_by_the_next_run() {
         assert_eq!(code, 0, "{v:#}");
         match status(&v, "products") {
             "ok" => break,
+            // polls until the lock expires (a condition, with a deadline)
             "skipped" if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(1)),
             other => panic!("unexpected status {other}: {v:#}"),
         }

@@ -1,7 +1,6 @@
 //! Incremental copy: first run, no-op reruns, updates, inserts, deletions, NULL-safe keys,
 //! placeholder and `%%` handling in the job's SQL.
-mod common;
-use common::*;
+use crate::fixture::*;
 
 #[test]
 fn first_run_copies_everything() {
@@ -168,6 +167,61 @@ fn composite_keys_with_nulls_are_deleted_null_safely() {
         "the ('eu', NULL) key must survive: {a:?}"
     );
     assert!(a.contains(&"(a|b,4)".to_string()), "{a:?}");
+}
+
+/// Every key has a NULL part (the second column is NULL in every row), so every key bucket
+/// that a deletion makes differ holds keys with NULL parts next to the deleted one: only
+/// NULL-safe matching keeps those rows (deleted counts exactly the rows gone from M) and does
+/// not take them for keys missing in A (nothing repaired), whether few buckets differ or
+/// most of them.
+#[test]
+fn keys_with_a_null_part_in_every_row_survive_deletions_next_to_them() {
+    let env = TestEnv::new("null_part_keys");
+    env.m_exec(
+        "CREATE TABLE variants (
+             sku integer NOT NULL, variant text, qty integer NOT NULL,
+             updated_at timestamptz NOT NULL DEFAULT now(),
+             UNIQUE NULLS NOT DISTINCT (sku, variant));
+         INSERT INTO variants (sku, qty) SELECT g, g % 17 FROM generate_series(1, 2000) g;",
+    );
+    env.write_job(
+        "variants",
+        &job_yaml(
+            "CREATE TABLE IF NOT EXISTS variants (sku integer NOT NULL, variant text, \
+             qty integer NOT NULL, updated_at timestamptz NOT NULL, \
+             UNIQUE NULLS NOT DISTINCT (sku, variant))",
+            "SELECT sku, variant, qty, updated_at FROM variants WHERE updated_at > %s",
+            "INSERT INTO variants (sku, variant, qty, updated_at) VALUES (%s, %s, %s, %s) \
+             ON CONFLICT (sku, variant) DO UPDATE SET qty = EXCLUDED.qty, updated_at = EXCLUDED.updated_at",
+            "SELECT sku, variant FROM variants",
+            "variants",
+            &["sku", "variant"],
+        ),
+    );
+    let q = "SELECT sku, variant, qty, updated_at FROM variants";
+    let run = || {
+        let (code, v) = env.run_job_json("variants");
+        assert_eq!(code, 0, "{v:#}");
+        let c = counts(&v, "variants");
+        let repaired = job(&v, "variants")["rows_repaired"].as_u64();
+        (c.upserted, c.deleted, repaired)
+    };
+    assert_eq!(run(), (2000, 0, Some(0)));
+    env.assert_a_equals_m(q, q);
+
+    // a few buckets differ
+    env.m_exec("DELETE FROM variants WHERE sku IN (17, 500, 1999)");
+    assert_eq!(run(), (0, 3, Some(0)), "only the 3 rows gone from M");
+    env.assert_a_equals_m(q, q);
+
+    // most buckets differ
+    env.m_exec("DELETE FROM variants WHERE sku % 3 = 0");
+    assert_eq!(run(), (0, 666, Some(0)), "only the 666 rows gone from M");
+    env.assert_a_equals_m(q, q);
+
+    // and nothing to do afterwards
+    assert_eq!(run(), (0, 0, Some(0)));
+    env.assert_a_equals_m(q, q);
 }
 
 /// Keys of other types (uuid, date) and deletions by them.

@@ -1,7 +1,6 @@
 //! Every value arrives exactly: compared as the text output of each column in M and A.
 //! Each test also checks that a second run sees every row as unchanged (stable hashes).
-mod common;
-use common::*;
+use crate::fixture::*;
 
 /// Creates `typed (id int PRIMARY KEY, <columns>, updated_at)` in M with `columns_ddl`,
 /// fills it with `inserts`, copies it into A's `typed` created from `a_columns_ddl`

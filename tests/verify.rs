@@ -2,9 +2,7 @@
 //! named; NULL key parts; a transforming upsert compared with what it would write; nothing
 //! changed anywhere; exit statuses.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 use serde_json::Value;
 
 fn verify_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {

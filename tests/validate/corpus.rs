@@ -1,4 +1,4 @@
-//! The offline rules on a corpus of job files: each file in `tests/fixtures/validate/bad`
+//! The offline rules on a corpus of job files: each file in `tests/validate/corpus/bad`
 //! holds the mistakes an analyst makes, and says in `# expect:` lines exactly which problems
 //! `validate` must report and where; the files in `ok` (and the shipped `jobs/`) must give
 //! none. Also the three output formats.
@@ -6,14 +6,13 @@
 //! `# expect: [warning] KEY @ TEXT` — a problem for KEY at the first place TEXT occurs in the
 //! file outside comments (`^` inside TEXT marks the exact spot, `\n` is a line break);
 //! `# expect: KEY -` — a problem for KEY with no position (a missing key).
-mod common;
-use common::*;
+use crate::fixture::*;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 fn fixtures(sub: &str) -> Vec<PathBuf> {
-    let dir = repo_root().join("tests/fixtures/validate").join(sub);
+    let dir = repo_root().join("tests/validate/corpus").join(sub);
     let mut v: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -26,12 +25,7 @@ fn fixtures(sub: &str) -> Vec<PathBuf> {
 }
 
 fn validate(args: &[&str], files: &[&Path]) -> (i32, String, String) {
-    let mut c = assert_cmd::Command::new(elt_bin());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ELT_") {
-            c.env_remove(&k);
-        }
-    }
+    let mut c = elt_alone();
     c.arg("validate").args(args);
     for f in files {
         c.arg(f);
@@ -181,7 +175,7 @@ fn all_files_and_all_problems_in_one_run() {
 
 #[test]
 fn human_and_github_formats_name_file_key_line_and_column() {
-    let f = repo_root().join("tests/fixtures/validate/bad/b02_source_order_by.yaml");
+    let f = repo_root().join("tests/validate/corpus/bad/b02_source_order_by.yaml");
     let (code, stdout, stderr) = validate(&[], &[&f]);
     assert_eq!(code, 2);
     let want = format!("{}: SELECT_SOURCE_SQL: line 13, column 3: ", f.display());
@@ -206,7 +200,7 @@ fn human_and_github_formats_name_file_key_line_and_column() {
     );
 
     // A missing key has no line: a file-level annotation, and no position in human form.
-    let f = repo_root().join("tests/fixtures/validate/bad/b18_key_columns_misspelt_key.yaml");
+    let f = repo_root().join("tests/validate/corpus/bad/b18_key_columns_misspelt_key.yaml");
     let (_, stdout, _) = validate(&["--format", "github"], &[&f]);
     assert!(
         stdout.contains(&format!(
@@ -225,7 +219,7 @@ fn human_and_github_formats_name_file_key_line_and_column() {
     );
 
     // Warnings are marked and do not fail validation.
-    let f = repo_root().join("tests/fixtures/validate/bad/b23_partial_update_set.yaml");
+    let f = repo_root().join("tests/validate/corpus/bad/b23_partial_update_set.yaml");
     let (code, stdout, _) = validate(&[], &[&f]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
@@ -239,7 +233,7 @@ fn human_and_github_formats_name_file_key_line_and_column() {
 
 #[test]
 fn notes_about_the_parser_fallback_only_with_verbose() {
-    let f = repo_root().join("tests/fixtures/validate/ok/like_and_window.yaml");
+    let f = repo_root().join("tests/validate/corpus/ok/like_and_window.yaml");
     let (code, stdout, _) = validate(&[], &[&f]);
     assert_eq!(code, 0);
     assert!(!stdout.contains("note:"), "{stdout}");

@@ -1,7 +1,6 @@
 //! `elt validate --connect`: what only the databases can tell, with nothing changed in A,
 //! warnings that do not fail the run, and problems located in the YAML file.
-mod common;
-use common::*;
+use crate::fixture::*;
 use serde_json::Value;
 
 const M_SCHEMA: &str = "

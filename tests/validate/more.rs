@@ -2,8 +2,7 @@
 //! `--connect` checking each statement on its own and casting a sample of real values, and
 //! `run` wording a mistake exactly as `validate` does. Each test drives the real binary and
 //! asserts the lines a user reads and the exit status.
-mod common;
-use common::*;
+use crate::fixture::*;
 use std::path::Path;
 
 /// Line and column (1-based, in characters) of the `nth` (0-based) occurrence of `needle`
@@ -118,7 +117,7 @@ fn broken_sql_is_one_error_at_one_place() {
 #[test]
 fn postgresql_syntax_the_parser_lacks_is_a_note_at_one_place() {
     let env = TestEnv::new("vm_note");
-    let f = repo_root().join("tests/fixtures/validate/ok/like_and_window.yaml");
+    let f = repo_root().join("tests/validate/corpus/ok/like_and_window.yaml");
     let text = std::fs::read_to_string(&f).unwrap();
     let (code, lines, _) = validate(&env, &["-v"], &f);
     assert_eq!(code, 0, "{lines:?}");

@@ -1,6 +1,5 @@
 //! `elt validate`: every rule of the job-file table, all problems at once, folder rules.
-mod common;
-use common::*;
+use crate::fixture::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -139,16 +138,6 @@ fn valid_job_passes() {
     let v = V::new("v_valid");
     let f = v.file("products.yaml", &render(&valid()));
     v.assert_valid(&f, "the spec's example");
-}
-
-#[test]
-fn validate_needs_no_settings_and_accepts_many_files() {
-    let v = V::new("v_many_files");
-    let a = v.file("a.yaml", &render(&valid()));
-    let b = v.file("b.yml", &render(&valid()));
-    let (code, out) = v.validate(&[&a, &b]);
-    assert_clean(code, &out, "two valid files, no ELT_* settings at all");
-    v.assert_valid(&b, "b.yml");
 }
 
 #[test]
@@ -631,37 +620,4 @@ fn shipped_jobs_folder_validates_clean() {
         code, 0,
         "the shipped jobs/ folder must validate clean:\n{out}"
     );
-}
-
-#[test]
-fn validate_connect_checks_against_the_databases() {
-    let v = V::new("v_connect");
-    v.env.m_exec("CREATE TABLE products (product_id integer PRIMARY KEY, title text, created_at timestamptz, updated_at timestamptz)");
-    let good = v.file("good.yaml", &render(&valid()));
-    let out = v
-        .env
-        .elt()
-        .arg("validate")
-        .arg(&good)
-        .arg("--connect")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-
-    let bad = v.file(
-        "bad.yaml",
-        &with_sql("SELECT_SOURCE_SQL", "SELECT product_id, title, created_at, updated_at FROM no_such_table WHERE updated_at > %s"),
-    );
-    let out = v
-        .env
-        .elt()
-        .arg("validate")
-        .arg(&bad)
-        .arg("--connect")
-        .output()
-        .unwrap();
-    let text = output_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("bad.yaml: "), "{text}");
-    assert!(text.contains("no_such_table"), "the cause is named: {text}");
 }
