@@ -62,10 +62,21 @@ impl Batch {
 
     /// Records the row whose key fields start at `key` and its source fields at `source`.
     fn add(&mut self, plan: &Plan, key: usize, source: usize, end: usize) {
-        if plan.key_count == 1 {
-            self.key_sum.add_field(&self.data[key..source], plan.seed);
+        match plan.int_key {
+            Some(i) => {
+                let v = digest::int_field(&self.data[source..end], i);
+                self.key_sum.add_int(v, plan.seed);
+                let mut text = [0u8; 24];
+                self.keys
+                    .push(digest::key_digest(digest::int_key_field(v, &mut text)));
+            }
+            None => {
+                if plan.key_count == 1 {
+                    self.key_sum.add_field(&self.data[key..source], plan.seed);
+                }
+                self.keys.push(digest::key_digest(&self.data[key..source]));
+            }
         }
-        self.keys.push(digest::key_digest(&self.data[key..source]));
         self.digests
             .push(digest::row_digest(plan.columns, &self.data[source..end]));
         self.rows.push(source..end);
@@ -256,28 +267,36 @@ impl<'t> CopyRows<'t> {
     }
 }
 
+/// Bytes read from M before they are parsed: the COPY arrives one message per row, and
+/// parsing (and timing) them a few at a time would cost more than the rows.
+const PARSE_BYTES: usize = 64 << 10;
+
 impl Rows for CopyRows<'_> {
     fn next_batch(&mut self) -> Result<Option<Batch>> {
+        let started = Instant::now();
+        let mut parsing = std::time::Duration::ZERO;
+        let mut unparsed = 0;
         while !self.eof && self.pending.len() < FETCH_ROWS {
-            let t = Instant::now();
             let chunk = self
                 .reader
                 .fill_buf()
                 .map_err(io("reading rows of SELECT_SOURCE_SQL from M"))?;
             if chunk.is_empty() {
                 self.eof = true;
-                break;
             }
             let n = chunk.len();
             self.pending.data.extend_from_slice(chunk);
             self.reader.consume(n);
-            self.pending.fetch_ms += t.elapsed().as_millis() as u64;
-            if !self.done {
+            unparsed += n;
+            if !self.done && (unparsed >= PARSE_BYTES || self.eof) {
                 let t = Instant::now();
                 self.parse()?;
-                self.pending.digest_ms += t.elapsed().as_millis() as u64;
+                parsing += t.elapsed();
+                unparsed = 0;
             }
         }
+        self.pending.digest_ms += parsing.as_millis() as u64;
+        self.pending.fetch_ms += (started.elapsed() - parsing).as_millis() as u64;
         if self.eof && !self.done {
             return Err(Error::Job(
                 "the binary COPY from M ended without its trailer".into(),

@@ -16,7 +16,7 @@ use crate::pipeline::load::{self, DeferredKeys, DirectCopy, Loader};
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::prewrite::Prewrite;
 use crate::pipeline::reconcile::summary::KeySummary;
-use crate::pipeline::reconcile::{Guard, MAX_REPAIR, Reconciler};
+use crate::pipeline::reconcile::{Guard, MAX_REPAIR, Reconciler, integer_key_summary};
 use crate::pipeline::watermark::{self, Bound};
 use crate::progress::Stage;
 use crate::report::JobReport;
@@ -136,6 +136,8 @@ pub struct JobRun<'r> {
     prewritten: Option<Prewrite>,
     /// the keys loaded straight into an empty target, which then holds nothing else
     loaded: Option<KeySummary>,
+    /// M's key summary, asked while A took a first load
+    m_summary: Option<KeySummary>,
     report: JobReport,
 }
 
@@ -218,6 +220,7 @@ impl<'r> JobRun<'r> {
             loader,
             prewritten: None,
             loaded: None,
+            m_summary: None,
             report,
         })
     }
@@ -312,10 +315,23 @@ impl<'r> JobRun<'r> {
             ));
         }
         let t = Instant::now();
-        let finished = copy.finish()?.and_then(|n| match deferred {
-            Some(keys) => keys.restore(&mut sp).map(|_| n),
-            None => Ok(n),
+        // a big load: M answers the key summary while A takes the last rows
+        let overlap = self.plan.integer_key && self.report.rows.read >= PREWRITE_MIN_ROWS;
+        let (job, seed, m) = (self.cx.job, self.plan.seed, &mut *self.m);
+        let copied = copy.finish()?;
+        let (finished, m_summary) = std::thread::scope(|s| {
+            let summary = overlap.then(|| s.spawn(move || integer_key_summary(m, job, seed)));
+            let finished = copied.and_then(|n| match deferred {
+                Some(keys) => keys.restore(&mut sp).map(|_| n),
+                None => Ok(n),
+            });
+            (finished, summary.map(|h| h.join()))
         });
+        self.m_summary = match m_summary {
+            Some(Ok(r)) => Some(r?),
+            Some(Err(_)) => return Err(Error::Job("the key summary thread panicked".into())),
+            None => None,
+        };
         self.report.timings_ms.load += ms(t);
         match finished {
             Ok(n) => {
@@ -393,6 +409,7 @@ impl<'r> JobRun<'r> {
             loaded: self.loaded,
             seed: self.plan.seed,
             integer: self.plan.integer_key,
+            m_summary: self.m_summary,
         };
         let found = reconciler.run(&mut self.m, &mut self.a, &mut self.pending)?;
         self.report.rows.deleted = found.deleted;

@@ -24,9 +24,12 @@ pub struct Plan {
     /// The extraction as a binary `COPY ... TO STDOUT`, reading the watermark from the
     /// transaction-local setting `WATERMARK_SETTING` (a COPY cannot take parameters).
     pub copy_out_sql: String,
-    /// Number of source columns (the key texts follow them).
+    /// Number of source columns (the key texts come before them).
     pub columns: usize,
+    /// Key text fields before the source columns in each extracted row (0 with `int_key`).
     pub key_count: usize,
+    /// The key is the integer source column at this position: its text is formatted by elt.
+    pub int_key: Option<usize>,
     /// The placeholder's type: what the watermark is bound as.
     pub watermark_type: Type,
     pub stage_ddl: String,
@@ -132,6 +135,17 @@ impl Described {
         self.columns.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// Where the key is among the source columns when it is one integer column that
+    /// travels in binary: its text, for the key digests, is then elt's to write.
+    fn int_key(&self, job: &Job) -> Option<usize> {
+        let [key] = job.key_columns.as_slice() else {
+            return None;
+        };
+        let i = self.columns.iter().position(|(n, _)| n == key)?;
+        let int = matches!(self.columns[i].1, Type::INT2 | Type::INT4 | Type::INT8);
+        (int && !self.as_text[i]).then_some(i)
+    }
+
     /// Every key column must be an output column of the source: each row's key is read there.
     fn check_keys(&self, job: &Job) -> Result<()> {
         let names = self.names();
@@ -187,16 +201,20 @@ struct Reads {
 }
 
 impl Reads {
-    fn new(job: &Job, select_list: &str, wm_type: &str) -> Reads {
+    /// `key_texts`: the key's text comes with each row (else elt derives it from the
+    /// integer key among the source columns).
+    fn new(job: &Job, select_list: &str, wm_type: &str, key_texts: bool) -> Reads {
         let source = translate(&job.select_source_sql);
-        let key_texts = job
-            .key_columns
-            .iter()
-            .map(|k| format!("elt_src.{}::text", quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key_texts: String = match key_texts {
+            true => job
+                .key_columns
+                .iter()
+                .map(|k| format!("elt_src.{}::text, ", quote_ident(k)))
+                .collect(),
+            false => String::new(),
+        };
         let body = strip_trailing_semicolon(&source.sql);
-        let extract_sql = format!("SELECT {key_texts}, {select_list} FROM ({body}\n) AS elt_src");
+        let extract_sql = format!("SELECT {key_texts}{select_list} FROM ({body}\n) AS elt_src");
         let from_setting =
             format!("(pg_catalog.current_setting('{WATERMARK_SETTING}')::{wm_type})");
         let copy_out_sql = format!(
@@ -210,7 +228,7 @@ impl Reads {
             .unwrap_or_else(|| replace_params(body, &from_setting));
         let repair_sql = unlimited.map(|sql| {
             format!(
-                "SELECT {key_texts}, {select_list} FROM ({sql}\n) AS elt_src WHERE {} = ANY($1::text[])",
+                "SELECT {key_texts}{select_list} FROM ({sql}\n) AS elt_src WHERE {} = ANY($1::text[])",
                 crate::pipeline::reconcile::key_text(&job.key_columns, "elt_src")
             )
         });
@@ -259,7 +277,8 @@ impl Plan {
         let wm_type = type_names(m, std::slice::from_ref(&d.watermark_type), Db::Master)?
             .pop()
             .unwrap_or_default();
-        let reads = Reads::new(job, &d.select_list()?, &wm_type);
+        let int_key = d.int_key(job);
+        let reads = Reads::new(job, &d.select_list()?, &wm_type, int_key.is_none());
         let param_types = type_names(a, &d.params, Db::Analytics)?;
         let (stage_ddl, copy_in_sql) = staging(&d, &param_types);
         let merge = merge_statements(&upsert.sql, &shape, &d.as_text, &param_types)?;
@@ -291,7 +310,12 @@ impl Plan {
             extract_sql: reads.extract_sql,
             copy_out_sql: reads.copy_out_sql,
             columns: d.columns.len(),
-            key_count: job.key_columns.len(),
+            key_count: if int_key.is_some() {
+                0
+            } else {
+                job.key_columns.len()
+            },
+            int_key,
             source_names: d.names().iter().map(|n| n.to_string()).collect(),
             watermark_type: d.watermark_type,
             stage_ddl,

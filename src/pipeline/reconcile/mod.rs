@@ -192,6 +192,22 @@ impl Sides<'_, '_, '_> {
     }
 }
 
+/// M's summary of an integer key, as `Reconciler::run` computes it: lets a first load ask M
+/// while A is still busy with the rows.
+pub fn integer_key_summary(m: &mut Transaction<'_>, job: &Job, seed: i64) -> Result<KeySummary> {
+    let col = job
+        .key_columns
+        .first()
+        .map(|c| quote_ident(c))
+        .unwrap_or_default();
+    let keys_from = format!(
+        "({}\n) AS t",
+        strip_trailing_semicolon(&job.select_keys_sql)
+    );
+    let hash = format!("hashint8extended(t.{col}::int8, $1)");
+    KeySummary::query(m, Db::Master, &hash, &keys_from, seed)
+}
+
 /// Compares M's keys with those of the target in A: deletes the rows M no longer has and
 /// finds the keys A lacks.
 pub struct Reconciler<'j> {
@@ -205,6 +221,8 @@ pub struct Reconciler<'j> {
     pub seed: i64,
     /// the key is one integer column on M and on A
     pub integer: bool,
+    /// M's key summary, when it was computed already (while A took a first load)
+    pub m_summary: Option<KeySummary>,
 }
 
 impl Reconciler<'_> {
@@ -288,9 +306,10 @@ impl Reconciler<'_> {
         let loaded = self.loaded.filter(|s| k.integer && s.is_valid());
         let m_sum =
             |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, &hash, &k.keys_from, k.seed);
-        match loaded {
-            Some(l) => Ok((m_sum(sides.m)?, l)),
-            None => sides.both(m_sum, |a| {
+        match (loaded, self.m_summary) {
+            (Some(l), Some(m)) => Ok((m, l)),
+            (Some(l), None) => Ok((m_sum(sides.m)?, l)),
+            (None, _) => sides.both(m_sum, |a| {
                 KeySummary::query(a, Db::Analytics, &hash, &k.target_from, k.seed)
             }),
         }

@@ -63,12 +63,21 @@ impl KeySummary {
             .and_then(|t| t.parse::<i64>().ok())
         {
             Some(v) => {
-                let h = hashint8extended(v, seed);
-                self.non_null += 1;
-                self.sum += h as i128;
-                self.xor ^= h;
+                self.rows -= 1;
+                self.add_int(Some(v), seed);
             }
             None => self.invalid = true,
+        }
+    }
+
+    /// Adds one integer key (`None`: NULL).
+    pub fn add_int(&mut self, v: Option<i64>, seed: i64) {
+        self.rows += 1;
+        if let Some(v) = v {
+            let h = hashint8extended(v, seed);
+            self.non_null += 1;
+            self.sum += h as i128;
+            self.xor ^= h;
         }
     }
 
