@@ -171,3 +171,54 @@ fn a_missing_target_and_bad_invocations() {
     assert_eq!(code, 1);
     assert_eq!(job(&v, "broken")["status"], "failed");
 }
+
+#[test]
+fn values_equal_to_postgresql_but_written_differently_are_a_difference() {
+    let env = TestEnv::new("verify_canonical");
+    env.m_exec(
+        "CREATE COLLATION IF NOT EXISTS ci (provider = icu, locale = 'und-u-ks-level2', \
+           deterministic = false); \
+         CREATE TABLE odd (id int PRIMARY KEY, n numeric, f float8, arr int[], s text COLLATE ci, \
+           iv interval, updated_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO odd VALUES (1, 1.0, 0, '{1,2}', 'abc', '1 day'), \
+           (2, 2.50, 1.5, '{3}', 'Mixed', '2 hours'), (3, NULL, NULL, NULL, NULL, NULL)",
+    );
+    env.a_exec(
+        "CREATE COLLATION IF NOT EXISTS ci (provider = icu, locale = 'und-u-ks-level2', \
+           deterministic = false)",
+    );
+    env.write_job(
+        "odd",
+        &job_yaml(
+            "CREATE TABLE IF NOT EXISTS odd (id int PRIMARY KEY, n numeric, f float8, arr int[], \
+             s text COLLATE ci, iv interval, updated_at timestamptz)",
+            "SELECT id, n, f, arr, s, iv, updated_at FROM odd WHERE updated_at > %s",
+            "INSERT INTO odd (id, n, f, arr, s, iv, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) \
+             ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n, f = EXCLUDED.f, arr = EXCLUDED.arr, \
+             s = EXCLUDED.s, iv = EXCLUDED.iv, updated_at = EXCLUDED.updated_at",
+            "SELECT id FROM odd",
+            "odd",
+            &["id"],
+        ),
+    );
+    env.run_ok("odd");
+    let (code, v) = verify_json(&env, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    // each of these is `=` to what M holds, but not the same value written out
+    for (id, set) in [
+        (1, "n = 1.00"),
+        (1, "f = '-0'"),
+        (1, "arr = '[0:1]={1,2}'"),
+        (2, "s = 'MIXED'"),
+        (1, "iv = '24 hours'"),
+    ] {
+        env.a_exec(&format!("UPDATE odd SET {set} WHERE id = {id}"));
+        let (code, v) = verify_json(&env, &["odd"]);
+        assert_eq!(code, 1, "{set}: {v:#}");
+        let j = job(&v, "odd");
+        assert_eq!(keys(j, "differ"), vec![k(&[Some(&id.to_string())])], "{set}");
+        env.elt().args(["reset-state", "odd"]).assert().success();
+        env.run_ok("odd");
+        assert_eq!(verify_json(&env, &["odd"]).0, 0, "{set}: repaired");
+    }
+}

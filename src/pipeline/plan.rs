@@ -506,7 +506,8 @@ struct Merge {
 
 /// `DELETE` of staged rows whose target row already holds the values the upsert would
 /// write (its expressions evaluated over the staged row); compared as text so types
-/// without an equality operator (json) compare too.
+/// without an equality operator (json) compare too, and byte by byte (`COLLATE "C"`) so a
+/// case-insensitive column's `Mixed` is not taken for `MIXED`.
 fn prune_statement(
     target: &str,
     keys: &[String],
@@ -528,7 +529,7 @@ fn prune_statement(
     }
     for (c, e) in columns.iter().zip(exprs) {
         conds.push(format!(
-            "t.{}::text IS NOT DISTINCT FROM ({e})::text",
+            "t.{}::text COLLATE \"C\" IS NOT DISTINCT FROM ({e})::text COLLATE \"C\"",
             quote_ident(c)
         ));
     }
