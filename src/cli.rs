@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// records hashes and watermarks in Redis. Exit status: 0 every job succeeded or was skipped,
 /// 1 at least one job failed, 2 invalid invocation or configuration (or invalid job files for
 /// `validate`).
-#[derive(Debug, Parser)]
+// No `Debug` here or on `GlobalArgs`: they hold the URLs as typed, passwords included;
+// `Settings` is the printable form.
+#[derive(Parser)]
 #[command(name = "elt", version = crate::VERSION, about, long_about)]
 pub struct Cli {
     #[command(flatten)]
@@ -25,7 +27,7 @@ pub struct Cli {
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// Settings shared by every subcommand; each may stand before or after the subcommand.
-#[derive(Debug, Args, Clone)]
+#[derive(Args, Clone)]
 #[command(next_help_heading = "Settings (every command; flag or environment variable)")]
 pub struct GlobalArgs {
     /// Master database M: a URL (postgres://user:pass@host:5432/db?sslmode=require) or a

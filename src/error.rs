@@ -78,6 +78,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A stop request ends the job as an error (`stop::check()?`).
+impl From<crate::stop::Signal> for Error {
+    fn from(sig: crate::stop::Signal) -> Self {
+        Error::Stopped(sig)
+    }
+}
+
 impl Error {
     /// The documented exit status for an error that ends the whole process.
     pub fn exit_code(&self) -> i32 {

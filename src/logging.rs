@@ -198,21 +198,10 @@ pub struct Rotation {
 
 /// The UTC calendar date of `t` as `YYYY-MM-DD` (times before 1970 count as 1970-01-01).
 pub fn utc_date(t: SystemTime) -> String {
-    let days = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    // civil_from_days, H. Hinnant's algorithm for the proleptic Gregorian calendar
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let t = t.max(UNIX_EPOCH);
+    let mut stamp = humantime::format_rfc3339_seconds(t).to_string();
+    stamp.truncate(10);
+    stamp
 }
 
 /// `elt.log.2024-05-01` → `2024-05-01` for the files that rotate.

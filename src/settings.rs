@@ -6,11 +6,29 @@ use std::time::Duration;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 
+/// A connection URL that may hold a password: `Debug` shows it masked, and there is no
+/// `Display`, so a settings dump or a log line cannot carry the secret.
+#[derive(Clone)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself, for the driver that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::redact::mask(&self.0))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
-    master_url: Option<String>,
-    analytics_url: Option<String>,
-    pub redis_url: String,
+    master_url: Option<SecretUrl>,
+    analytics_url: Option<SecretUrl>,
+    redis_url: SecretUrl,
     pub jobs_dir: PathBuf,
     pub log_dir: PathBuf,
     pub redis_prefix: String,
@@ -61,9 +79,9 @@ impl Settings {
             check_url(flag, url)?;
         }
         Ok(Settings {
-            master_url,
-            analytics_url,
-            redis_url,
+            master_url: master_url.map(SecretUrl),
+            analytics_url: analytics_url.map(SecretUrl),
+            redis_url: SecretUrl(redis_url),
             jobs_dir: a.jobs_dir.clone(),
             log_dir: a.log_dir.clone(),
             redis_prefix: a.redis_prefix.clone(),
@@ -78,20 +96,30 @@ impl Settings {
     }
 
     pub fn master_url(&self) -> Result<&str> {
-        self.master_url.as_deref().ok_or_else(|| {
-            Error::Config(
-                "the master database is not set: use --master-url or ELT_MASTER_URL".into(),
-            )
-        })
+        self.master_url
+            .as_ref()
+            .map(SecretUrl::expose)
+            .ok_or_else(|| {
+                Error::Config(
+                    "the master database is not set: use --master-url or ELT_MASTER_URL".into(),
+                )
+            })
     }
 
     pub fn analytics_url(&self) -> Result<&str> {
-        self.analytics_url.as_deref().ok_or_else(|| {
-            Error::Config(
-                "the analytics database is not set: use --analytics-url or ELT_ANALYTICS_URL"
-                    .into(),
-            )
-        })
+        self.analytics_url
+            .as_ref()
+            .map(SecretUrl::expose)
+            .ok_or_else(|| {
+                Error::Config(
+                    "the analytics database is not set: use --analytics-url or ELT_ANALYTICS_URL"
+                        .into(),
+                )
+            })
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose()
     }
 }
 
@@ -176,6 +204,27 @@ mod url_file_tests {
         std::fs::write(f.path(), text).unwrap();
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
         f.into_temp_path()
+    }
+
+    #[test]
+    fn settings_print_without_passwords() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "elt",
+            "--master-url=postgres://u:hunter2@h/db",
+            "--analytics-url=postgres://u:hunter3@h/a",
+            "--redis-url=redis://:hunter4@h:6379/0",
+            "status",
+        ])
+        .unwrap();
+        let s = Settings::from_args(&cli.global).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:") && printed.contains("@h/db"),
+            "{printed}"
+        );
+        assert_eq!(s.master_url().unwrap(), "postgres://u:hunter2@h/db");
     }
 
     #[test]

@@ -53,10 +53,11 @@ pub fn requested() -> Option<Signal> {
     Signal::from_raw(SIGNAL.load(Ordering::SeqCst))
 }
 
-/// `Err` once a stop was requested: the job unwinds, its transactions roll back.
-pub fn check() -> crate::error::Result<()> {
+/// `Err` once a stop was requested: the job unwinds (`?` makes it the run's error), its
+/// transactions roll back.
+pub fn check() -> Result<(), Signal> {
     match requested() {
-        Some(sig) => Err(crate::error::Error::Stopped(sig)),
+        Some(sig) => Err(sig),
         None => Ok(()),
     }
 }

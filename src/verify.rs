@@ -399,12 +399,7 @@ fn canonical(value: &str, type_name: &str) -> String {
 type Digests = BTreeMap<i32, (i64, Option<String>, Option<String>)>;
 
 /// Per bucket of `mask`, or one summary of every row (bucket 0) without a mask.
-fn digests(
-    tx: &mut Transaction<'_>,
-    side: &Side,
-    seed: i64,
-    mask: Option<i64>,
-) -> Result<Digests> {
+fn digests(tx: &mut Transaction<'_>, side: &Side, seed: i64, mask: Option<i64>) -> Result<Digests> {
     let (bucket, group) = match mask {
         Some(_) => ("(hk & $2)::int4", " GROUP BY 1"),
         None => ("0::int4", ""),

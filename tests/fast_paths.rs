@@ -230,17 +230,47 @@ fn a_large_first_load_streams_and_its_state_finds_every_row() {
 fn a_full_sync_removes_generations_left_by_a_killed_run() {
     let env = TestEnv::new("fast_old_gen");
     env.products_fixture(10);
-    let stale = format!("{}:job:products:h:5:0", env.prefix);
-    let mut con = env.redis();
-    redis::cmd("SET")
-        .arg(&stale)
-        .arg(vec![1u8; 24])
-        .query::<()>(&mut con)
-        .expect("SET");
+    // killed after writing its row hashes, before making them current
+    let out = env
+        .elt()
+        .args(["run-job", "products", "--fault-point", "state:kill"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let left: Vec<String> = env
+        .redis_keys()
+        .into_iter()
+        .filter(|k| k.contains(":h:"))
+        .collect();
+    assert!(!left.is_empty(), "the killed run wrote row hashes");
     env.run_ok("products");
     let keys = env.redis_keys();
-    assert!(!keys.contains(&stale), "{keys:?}");
+    for k in &left {
+        assert!(!keys.contains(k), "{k} left behind: {keys:?}");
+    }
     assert!(keys.iter().any(|k| k.contains(":h:")), "{keys:?}");
+    assert_eq!(state_entries(&env), 10);
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+    // and a later full sync removes the generation it replaces
+    env.elt()
+        .args(["reset-state", "products"])
+        .assert()
+        .success();
+    env.run_ok("products");
+    env.m_exec("UPDATE products SET price = price + 1 WHERE id = 1");
+    let before = env.redis_keys();
+    env.a_exec("TRUNCATE products");
+    env.run_ok("products");
+    let after = env.redis_keys();
+    assert!(
+        before
+            .iter()
+            .filter(|k| k.contains(":h:"))
+            .all(|k| !after.contains(k)),
+        "{before:?} {after:?}"
+    );
+    assert_eq!(state_entries(&env), 10);
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }
 
 #[test]

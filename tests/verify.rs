@@ -216,7 +216,11 @@ fn values_equal_to_postgresql_but_written_differently_are_a_difference() {
         let (code, v) = verify_json(&env, &["odd"]);
         assert_eq!(code, 1, "{set}: {v:#}");
         let j = job(&v, "odd");
-        assert_eq!(keys(j, "differ"), vec![k(&[Some(&id.to_string())])], "{set}");
+        assert_eq!(
+            keys(j, "differ"),
+            vec![k(&[Some(&id.to_string())])],
+            "{set}"
+        );
         env.elt().args(["reset-state", "odd"]).assert().success();
         env.run_ok("odd");
         assert_eq!(verify_json(&env, &["odd"]).0, 0, "{set}: repaired");

@@ -44,7 +44,7 @@ fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
 }
 
 pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Result<i32> {
-    let mut store = StateStore::open(&settings.redis_url, &settings.redis_prefix)?;
+    let mut store = StateStore::open(settings.redis_url(), &settings.redis_prefix)?;
     let mut names: Vec<String> = jobs.to_vec();
     match selection {
         Selection::Named => {}

@@ -89,7 +89,7 @@ fn log_settings(s: &Settings) {
          lock ttl {:?}, log retention {} day(s), version {}",
         crate::redact::mask(s.master_url().unwrap_or("-")),
         crate::redact::mask(s.analytics_url().unwrap_or("-")),
-        crate::redact::mask(&s.redis_url),
+        crate::redact::mask(s.redis_url()),
         s.redis_prefix,
         absolute(&s.jobs_dir).display(),
         s.overlap,

@@ -153,7 +153,7 @@ pub fn known_jobs(
 }
 
 pub fn status(settings: &Settings, json: bool) -> Result<i32> {
-    let mut store = StateStore::open(&settings.redis_url, &settings.redis_prefix)?;
+    let mut store = StateStore::open(settings.redis_url(), &settings.redis_prefix)?;
     let now = now_ms();
     let mut out = Vec::new();
     for (name, path) in known_jobs(settings, &mut store)? {

@@ -10,7 +10,6 @@ use crate::error::{Db, Error, Result, pg};
 use crate::fault::FaultPoint;
 use crate::jobfile::Job;
 use crate::lock::JobLock;
-use crate::pipeline::RunOptions;
 use crate::pipeline::extract::{self, Batch, CopyRows, PortalRows};
 use crate::pipeline::load::{self, DeferredKeys, DirectCopy, Loader};
 use crate::pipeline::plan::{self, Plan};
@@ -29,6 +28,15 @@ const PREWRITE_MIN_ROWS: u64 = 50_000;
 
 /// Binds the watermark for a COPY extraction, which cannot take parameters itself.
 const SET_WATERMARK: &str = "SELECT pg_catalog.set_config($1, $2, true)";
+
+/// How this invocation runs its jobs (`run`, `run-job` flags).
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// Overrides the delete guards for this run.
+    pub force_deletes: bool,
+    /// Told the stage and row counts as the job advances (the terminal progress display).
+    pub progress: crate::progress::Observer,
+}
 
 /// What a job's run needs from the runner.
 pub struct Context<'r> {
@@ -273,14 +281,8 @@ impl<'r> JobRun<'r> {
             true => DeferredKeys::drop(&mut sp, &self.cx.job.target_table)?,
             false => None,
         };
-        // Its rows can also be written frozen: emptied in this subtransaction, the table
-        // qualifies for COPY FREEZE, and nobody has to set its rows' hint bits later.
         let sql = match self.created {
-            true => {
-                sp.batch_execute(&format!("TRUNCATE {}", self.cx.job.target_table))
-                    .map_err(pg(Db::Analytics, "preparing the load"))?;
-                sql.replace("(FORMAT binary)", "(FORMAT binary, FREEZE)")
-            }
+            true => frozen(&mut sp, &self.cx.job.target_table, &sql)?,
             false => sql,
         };
         let mut copy = DirectCopy::start(&mut sp, &sql, self.plan.columns)?;
@@ -299,20 +301,8 @@ impl<'r> JobRun<'r> {
             }
             Ok(())
         })?;
-        // Every row is known now: a big full run writes its new state generation while
-        // A takes the last rows and the keys are checked.
-        if self.full.is_some() && !self.cx.opts.dry_run && self.pending.upserts >= PREWRITE_MIN_ROWS
-        {
-            let rows = std::mem::take(&mut self.pending);
-            let s = self.cx.settings;
-            let g = Generation::new(self.cx.meta.as_ref(), rows.upserts);
-            self.prewritten = Some(Prewrite::start(
-                &s.redis_url,
-                &s.redis_prefix,
-                &self.cx.job.name,
-                g,
-                rows,
-            ));
+        if self.full.is_some() {
+            self.prewritten = prewrite(&self.cx, &mut self.pending);
         }
         let t = Instant::now();
         // a big load: M answers the key summary while A takes the last rows
@@ -621,4 +611,30 @@ fn is_empty(a: &mut Tx<'_>, target: &str) -> Result<bool> {
         .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {target})"), &[])
         .map_err(pg(Db::Analytics, format!("looking into {target}")))?;
     Ok(row.get(0))
+}
+
+/// Every row of a full run is known: a big one writes its new state generation on a thread
+/// while A takes the last rows and the keys are checked.
+fn prewrite(cx: &Context<'_>, pending: &mut PendingState) -> Option<Prewrite> {
+    if cx.opts.dry_run || pending.upserts < PREWRITE_MIN_ROWS {
+        return None;
+    }
+    let rows = std::mem::take(pending);
+    let s = cx.settings;
+    let g = Generation::new(cx.meta.as_ref(), rows.upserts);
+    Some(Prewrite::start(
+        s.redis_url(),
+        &s.redis_prefix,
+        &cx.job.name,
+        g,
+        rows,
+    ))
+}
+
+/// The COPY of `sql` that writes rows frozen: emptied in this subtransaction, a table the run
+/// created qualifies for COPY FREEZE, and nobody has to set its rows' hint bits later.
+fn frozen(sp: &mut postgres::Transaction<'_>, table: &str, sql: &str) -> Result<String> {
+    sp.batch_execute(&format!("TRUNCATE {table}"))
+        .map_err(pg(Db::Analytics, "preparing the load"))?;
+    Ok(sql.replace("(FORMAT binary)", "(FORMAT binary, FREEZE)"))
 }

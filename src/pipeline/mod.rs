@@ -24,15 +24,7 @@ use crate::report::{JobReport, Status};
 use crate::settings::Settings;
 use crate::state::StateStore;
 
-pub use job_run::FullSync;
-
-pub struct RunOptions {
-    pub dry_run: bool,
-    /// Overrides the delete guards for this run.
-    pub force_deletes: bool,
-    /// Told the stage and row counts as the job advances (the terminal progress display).
-    pub progress: crate::progress::Observer,
-}
+pub use job_run::{FullSync, RunOptions};
 
 /// One invocation's jobs, run one after another over shared connections.
 pub struct Runner<'s> {
@@ -58,7 +50,7 @@ impl<'s> Runner<'s> {
             state: None,
             m: None,
             a: None,
-            keeper: LockKeeper::start(&settings.redis_url),
+            keeper: LockKeeper::start(settings.redis_url()),
         }
     }
 
@@ -70,14 +62,14 @@ impl<'s> Runner<'s> {
                 Some(t) => t,
                 None => self
                     .redis
-                    .insert(RedisTarget::parse(&s.redis_url).map_err(|source| {
+                    .insert(RedisTarget::parse(s.redis_url()).map_err(|source| {
                         Error::RedisConnect {
-                            url: crate::redact::mask(&s.redis_url),
+                            url: crate::redact::mask(s.redis_url()),
                             source,
                         }
                     })?),
             };
-            self.state = Some(StateStore::connect(target, &s.redis_url, &s.redis_prefix)?);
+            self.state = Some(StateStore::connect(target, s.redis_url(), &s.redis_prefix)?);
         }
         self.state
             .as_mut()

@@ -6,12 +6,14 @@
 //! bucket instead of work per row. A full re-sync writes a new generation and switches `gen`
 //! only once A has committed and the generation is complete.
 
+mod digests;
 mod keys;
 mod pending;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
+pub use digests::{KEY_DIGEST_LEN, KeyDigest, ROW_DIGEST_LEN, RowDigest};
 pub use keys::{Keys, encode_job};
 pub use pending::PendingState;
 use pending::{Op, Record};
@@ -23,10 +25,6 @@ use crate::redis_conn::{RedisConn, RedisTarget};
 /// another version is not compared against (the next run re-synchronises, rewriting no
 /// row A already holds unchanged).
 pub const STATE_FORMAT: u64 = 2;
-pub const KEY_DIGEST_LEN: usize = 8;
-pub const ROW_DIGEST_LEN: usize = 16;
-pub type KeyDigest = [u8; KEY_DIGEST_LEN];
-pub type RowDigest = [u8; ROW_DIGEST_LEN];
 
 /// Entries per bucket aimed at: a lookup reads the whole bucket (16 entries: 384 bytes),
 /// and each bucket key costs Redis about 60 bytes (4 bytes a row at 16).
@@ -59,6 +57,9 @@ pub enum Field {
     Format,
     /// the secret seed of the job's key summaries (a keyed hash nobody can aim at)
     Seed,
+    /// a generation being written, not yet current (`GEN:BUCKETS`): what a run killed
+    /// before switching leaves, removed by name, so no run has to scan Redis for it
+    Attempt,
 }
 
 impl Field {
@@ -76,6 +77,7 @@ impl Field {
             Field::Definition => "definition_sha256",
             Field::Format => "format",
             Field::Seed => "seed",
+            Field::Attempt => "attempt",
         }
     }
 }
@@ -128,6 +130,7 @@ pub struct Meta {
     pub failures: u64,
     pub format: Option<u64>,
     pub seed: Option<i64>,
+    pub attempt: Option<Generation>,
 }
 
 impl Meta {
@@ -152,6 +155,9 @@ impl Meta {
             failures: num(Field::Failures).unwrap_or(0),
             format: num(Field::Format),
             seed: m.get(Field::Seed.name()).and_then(|v| v.parse().ok()),
+            attempt: m
+                .get(Field::Attempt.name())
+                .and_then(|v| Generation::parse(v)),
         }
     }
 
@@ -163,6 +169,14 @@ impl Meta {
     /// The row state was written in this version's layout.
     pub fn is_current_format(&self) -> bool {
         self.format == Some(STATE_FORMAT)
+    }
+
+    /// The generation the row state is in, when one was ever made current.
+    fn current(&self) -> Option<Generation> {
+        (self.generation != 0).then_some(Generation {
+            generation: self.generation,
+            buckets: self.buckets,
+        })
     }
 
     /// Rows in A when the state was written, if known.
@@ -205,6 +219,19 @@ impl Generation {
             generation: now_ms().max(old.map_or(0, |m| m.generation + 1)),
             buckets: buckets_for(rows),
         }
+    }
+
+    /// `GEN:BUCKETS`, as `Field::Attempt` stores it.
+    fn parse(text: &str) -> Option<Generation> {
+        let (g, b) = text.split_once(':')?;
+        Some(Generation {
+            generation: g.parse().ok()?,
+            buckets: b.parse::<u32>().ok()?.clamp(1, 1 << 24),
+        })
+    }
+
+    fn stored(self) -> String {
+        format!("{}:{}", self.generation, self.buckets)
     }
 }
 
@@ -330,6 +357,9 @@ impl StateStore {
         let new_generation = old.is_none_or(|m| m.generation != g.generation);
         // A prewritten generation already holds rows: later changes merge into it.
         let empty = new_generation && c.prewritten.is_none();
+        if empty {
+            self.begin_generation(job, g)?;
+        }
         self.write_records(job, g, empty, pending)?;
         c.faults.reach(crate::fault::FaultPoint::State);
         let fields: [(Field, String); 9] = [
@@ -356,11 +386,56 @@ impl StateStore {
             .arg(self.keys.meta(job))
             .arg(Field::LastError.name())
             .arg(Field::LastErrorMs.name())
+            .arg(Field::Attempt.name())
             .ignore()
             .query::<()>(&mut self.conn)
             .map_err(rd("writing the watermark"))?;
         if new_generation {
-            self.delete_other_generations(job, g.generation)?;
+            self.delete_replaced(job, old, g)?;
+        }
+        Ok(())
+    }
+
+    /// Records that `g` is being written, after removing what an earlier attempt that never
+    /// became current left behind (so at most one can exist, and it is known by name).
+    fn begin_generation(&mut self, job: &str, g: Generation) -> Result<()> {
+        let meta = self.keys.meta(job);
+        // HGETALL, not HGET: the documented ACL grants the commands elt already uses
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&meta)
+            .query(&mut self.conn)
+            .map_err(rd("reading the job's state"))?;
+        if let Some(old) = fields
+            .get(Field::Attempt.name())
+            .and_then(|v| Generation::parse(v))
+        {
+            if old.generation != g.generation {
+                self.delete_generation(job, old)?;
+            }
+        }
+        redis::cmd("HSET")
+            .arg(&meta)
+            .arg(Field::Attempt.name())
+            .arg(g.stored())
+            .query::<()>(&mut self.conn)
+            .map_err(rd("writing the job's state"))
+    }
+
+    /// Removes the generation `kept` replaced, by name: the cost follows this job's state,
+    /// not everything Redis holds. State of an older layout is found by a scan, once.
+    fn delete_replaced(&mut self, job: &str, old: Option<&Meta>, kept: Generation) -> Result<()> {
+        let Some(old) = old else {
+            return Ok(());
+        };
+        if old.format.is_some_and(|f| f != STATE_FORMAT) {
+            return self
+                .delete_other_generations(job, kept.generation)
+                .map(|_| ());
+        }
+        for g in [old.current(), old.attempt].into_iter().flatten() {
+            if g.generation != kept.generation {
+                self.delete_generation(job, g)?;
+            }
         }
         Ok(())
     }
@@ -374,6 +449,7 @@ impl StateStore {
         g: Generation,
         pending: PendingState,
     ) -> Result<()> {
+        self.begin_generation(job, g)?;
         self.write_records(job, g, true, pending)
     }
 

@@ -5,7 +5,7 @@
 
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
-use super::{KEY_DIGEST_LEN, KeyDigest, ROW_DIGEST_LEN, RowDigest};
+use super::digests::{KEY_DIGEST_LEN, KeyDigest, ROW_DIGEST_LEN, RowDigest};
 use crate::error::{Error, Result, io};
 
 /// Records kept in memory before spilling (1.6 MiB): a small job needs no file.

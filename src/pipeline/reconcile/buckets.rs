@@ -1,5 +1,5 @@
 //! Descending to the keys that can differ: both databases fold their keys into per-bucket
-//! digests (count, sum and XOR of the keyed hash, buckets by the hash's low bits); only the
+//! digests (count and exact sum of the keyed hash, buckets by the hash's low bits); only the
 //! buckets whose digests differ matter. Their keys are either read from both sides and
 //! compared in memory (few buckets), or, when they are many, M's keys of those buckets are
 //! copied into a temporary table on A and compared there (memory stays flat).
@@ -9,7 +9,7 @@ use std::io::Write;
 
 use postgres::Transaction;
 
-use super::{KeySql, MAX_REPAIR, Sides};
+use super::sql::{KeySql, MAX_REPAIR, Sides};
 use crate::db::Raw;
 use crate::error::{Db, Result, io, pg};
 use crate::pipeline::digest::key_digest_of;
@@ -19,15 +19,14 @@ const FETCH: i32 = 10_000;
 /// Single-column keys that are NULL have no hash and land in this bucket.
 pub const NULL_BUCKET: i32 = -1;
 
-/// One bucket's digest: (bucket, count, sum, xor).
-type Digest = (i32, i64, String, i64);
+/// One bucket's digest: (bucket, count, exact sum of the keys' keyed hashes).
+type Digest = (i32, i64, String);
 
 /// Buckets whose digests differ between M and A (present on one side only included).
 pub(super) fn differing(sides: &mut Sides<'_, '_, '_>, k: &KeySql) -> Result<Vec<i32>> {
     let sql = |from: &str| {
         format!(
-            "SELECT ({h} & $2)::int4, count(*), coalesce(sum({h}), 0)::text, \
-                    coalesce(bit_xor({h}), 0) \
+            "SELECT ({h} & $2)::int4, count(*), coalesce(sum({h}), 0)::text \
              FROM {from} GROUP BY 1 ORDER BY 1 NULLS FIRST",
             h = k.hash("t")
         )
@@ -48,7 +47,6 @@ pub(super) fn differing(sides: &mut Sides<'_, '_, '_>, k: &KeySql) -> Result<Vec
                     b.unwrap_or(NULL_BUCKET),
                     r.try_get(1).map_err(what())?,
                     r.try_get(2).map_err(what())?,
-                    r.try_get(3).map_err(what())?,
                 ))
             })
             .collect()

@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use postgres::Transaction;
 
-use super::MAX_REPAIR;
+use super::sql::MAX_REPAIR;
 use crate::db::Raw;
 use crate::error::{Db, Error, Result, io, pg};
 

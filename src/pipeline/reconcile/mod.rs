@@ -10,6 +10,7 @@
 
 mod buckets;
 mod merge;
+mod sql;
 pub mod summary;
 
 use postgres::Transaction;
@@ -20,10 +21,10 @@ use crate::jobfile::Job;
 use crate::pipeline::digest::key_digest_of;
 use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
+use sql::{KeySql, Sides};
+pub use sql::{MAX_REPAIR, key_text};
 use summary::KeySummary;
 
-/// Keys missing in A repaired per run at most; the next run continues.
-pub const MAX_REPAIR: i64 = 100_000;
 /// Deletions this small are never refused: the guards are for accidents on real tables.
 pub const GUARD_MIN_ROWS: u64 = 1000;
 /// Below this many rows both sides are asked one after the other: a thread costs more.
@@ -80,116 +81,6 @@ pub struct Reconciled {
     pub target_rows: i64,
     /// Keys (in `key_text` form) that M has and A lacks.
     pub missing: Vec<String>,
-}
-
-/// SQL over the keys of both sides; the seed is `$1` wherever a hash is.
-pub(super) struct KeySql {
-    /// the key columns, quoted
-    cols: Vec<String>,
-    /// one integer column on both sides: hash the number itself, not its text
-    integer: bool,
-    seed: i64,
-    mask: u32,
-    /// `(SELECT_KEYS_SQL) AS t`
-    keys_from: String,
-    /// `TARGET_TABLE AS t`
-    target_from: String,
-    target: String,
-    /// rows in the target after the load (from its summary)
-    target_rows: i64,
-}
-
-impl KeySql {
-    fn list(&self) -> String {
-        self.cols.join(", ")
-    }
-
-    /// The keyed hash of a key: the same on M and A for the same key values. A single
-    /// column hashes its own text (NULL hashes to NULL on both sides alike); several hash
-    /// the text of their row, which keeps column boundaries and NULLs apart.
-    fn hash(&self, alias: &str) -> String {
-        let parts: Vec<String> = self.cols.iter().map(|c| format!("{alias}.{c}")).collect();
-        match parts.as_slice() {
-            [one] if self.integer => format!("hashint8extended({one}::int8, $1)"),
-            [one] => format!("hashtextextended({one}::text, $1)"),
-            _ => format!("hashtextextended(row({})::text, $1)", parts.join(", ")),
-        }
-    }
-
-    fn part_texts(&self, alias: &str) -> String {
-        self.cols
-            .iter()
-            .map(|c| format!("{alias}.{c}::text"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The key as one text value, the form drift repair matches on.
-    fn text(&self, alias: &str) -> String {
-        text_of(&self.cols, alias)
-    }
-
-    fn join(&self, left: &str, right: &str, op: &str) -> String {
-        self.cols
-            .iter()
-            .map(|c| format!("{left}.{c} {op} {right}.{c}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-
-    fn all_not_null(&self, alias: &str) -> String {
-        self.cols
-            .iter()
-            .map(|c| format!("{alias}.{c} IS NOT NULL"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-}
-
-fn text_of(quoted: &[String], alias: &str) -> String {
-    let parts: Vec<String> = quoted.iter().map(|c| format!("{alias}.{c}")).collect();
-    match parts.as_slice() {
-        [one] => format!("{one}::text"),
-        _ => format!("row({})::text", parts.join(", ")),
-    }
-}
-
-/// The SQL expression of `cols` (unquoted names) over `alias` in the form
-/// `Reconciled::missing` holds.
-pub fn key_text(cols: &[String], alias: &str) -> String {
-    let quoted: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-    text_of(&quoted, alias)
-}
-
-/// M's snapshot and A's transaction: every comparison reads both.
-pub(super) struct Sides<'s, 'm, 'a> {
-    m: &'s mut Transaction<'m>,
-    a: &'s mut Transaction<'a>,
-    /// ask both at the same time (M on a helper thread); small tables ask one by one
-    parallel: bool,
-}
-
-impl Sides<'_, '_, '_> {
-    /// Runs `fm` on M and `fa` on A.
-    fn both<R1: Send, R2>(
-        &mut self,
-        fm: impl FnOnce(&mut Transaction<'_>) -> Result<R1> + Send,
-        fa: impl FnOnce(&mut Transaction<'_>) -> Result<R2>,
-    ) -> Result<(R1, R2)> {
-        let (m, a) = (&mut *self.m, &mut *self.a);
-        if !self.parallel {
-            let rm = fm(m)?;
-            return Ok((rm, fa(a)?));
-        }
-        std::thread::scope(|s| {
-            let handle = s.spawn(move || fm(m));
-            let ra = fa(a);
-            let rm = handle
-                .join()
-                .map_err(|_| Error::Job("the key comparison thread panicked".into()))?;
-            Ok((rm?, ra?))
-        })
-    }
 }
 
 /// M's summary of an integer key, as `Reconciler::run` computes it: lets a first load ask M

@@ -1,5 +1,5 @@
 //! An order-independent summary of a key set: its count, how many keys are not NULL, and
-//! the sum and XOR of a keyed 64-bit hash of every key (`hashint8extended` of an integer
+//! the exact sum of a keyed 64-bit hash of every key (`hashint8extended` of an integer
 //! key, `hashtextextended` of a key's text), computed inside each database. The seed is a
 //! secret of the job's state, so nobody can build a different key set that sums the same.
 //!
@@ -15,7 +15,6 @@ pub struct KeySummary {
     pub rows: i64,
     pub non_null: i64,
     pub sum: i128,
-    pub xor: i64,
     /// a key loaded was not an integer: this summary cannot be compared
     pub invalid: bool,
 }
@@ -30,7 +29,7 @@ impl KeySummary {
         seed: i64,
     ) -> Result<KeySummary> {
         let sql = format!(
-            "SELECT count(*), count(h), coalesce(sum(h), 0)::text, coalesce(bit_xor(h), 0) \
+            "SELECT count(*), count(h), coalesce(sum(h), 0)::text \
              FROM (SELECT {hash} AS h FROM {from}) AS x"
         );
         let what = || pg(db, "summarising the keys");
@@ -42,7 +41,6 @@ impl KeySummary {
             sum: sum
                 .parse()
                 .map_err(|_| Error::Job(format!("{db} summed key hashes to {sum:?}")))?,
-            xor: row.try_get(3).map_err(what())?,
             invalid: false,
         })
     }
@@ -77,7 +75,6 @@ impl KeySummary {
             let h = hashint8extended(v, seed);
             self.non_null += 1;
             self.sum += h as i128;
-            self.xor ^= h;
         }
     }
 
@@ -85,7 +82,6 @@ impl KeySummary {
         self.rows += other.rows;
         self.non_null += other.non_null;
         self.sum += other.sum;
-        self.xor ^= other.xor;
         self.invalid |= other.invalid;
     }
 
