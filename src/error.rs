@@ -24,8 +24,22 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
-    #[error("unknown job `{0}`: no such job file in the jobs folder")]
-    UnknownJob(String),
+    /// A job named on the command line has no file (and, for `reset-state`, no state).
+    #[error("unknown job `{name}`: no job file for it in {folder}{}", did_you_mean(.suggestion))]
+    UnknownJob {
+        name: String,
+        /// the jobs folder, absolute
+        folder: String,
+        suggestion: Option<String>,
+    },
+
+    /// `--jobs-dir` names no readable folder.
+    #[error("cannot read the jobs folder {folder}")]
+    JobsFolder {
+        folder: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("invalid job file:\n{0}")]
     InvalidJob(String),
@@ -78,6 +92,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
 /// A stop request ends the job as an error (`stop::check()?`).
 impl From<crate::stop::Signal> for Error {
     fn from(sig: crate::stop::Signal) -> Self {
@@ -89,7 +110,10 @@ impl Error {
     /// The documented exit status for an error that ends the whole process.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::UnknownJob(_) | Error::InvalidJob(_) => 2,
+            Error::Config(_)
+            | Error::UnknownJob { .. }
+            | Error::JobsFolder { .. }
+            | Error::InvalidJob(_) => 2,
             Error::Stopped(sig) => sig.exit_code(),
             _ => 1,
         }

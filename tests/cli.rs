@@ -451,3 +451,55 @@ fn find_job_object<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
         _ => None,
     }
 }
+
+/// Mistyped job names and a wrong `--jobs-dir`: exit 2, said once, naming the folder and
+/// the job meant; nothing is run or reset.
+#[test]
+fn mistyped_job_names_and_a_missing_jobs_folder() {
+    let env = TestEnv::new("mistyped");
+    env.products_fixture(3);
+    env.run_ok("products");
+    let state_before = env.redis_snapshot();
+    let folder = std::fs::canonicalize(&env.jobs_dir).unwrap();
+    let once = |out: &std::process::Output, what: &str| {
+        let t = text(out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert_eq!(t.matches(what).count(), 1, "said once: {t}");
+        t
+    };
+
+    let out = env.elt().args(["run-job", "prodcts"]).output().unwrap();
+    let t = once(&out, "unknown job `prodcts`");
+    assert!(t.contains("did you mean `products`?"), "{t}");
+    assert!(
+        t.contains(&folder.display().to_string()),
+        "names the folder: {t}"
+    );
+
+    for name in ["prodcts", "nosuchjob"] {
+        let out = env.elt().args(["reset-state", name]).output().unwrap();
+        let t = once(&out, &format!("unknown job `{name}`"));
+        assert_eq!(
+            t.contains("did you mean `products`?"),
+            name == "prodcts",
+            "{t}"
+        );
+        assert!(!t.contains("key(s) removed"), "{t}");
+    }
+    assert_eq!(env.redis_snapshot(), state_before, "nothing was reset");
+
+    let missing = env.path().join("no-such-folder");
+    for args in [&["status"][..], &["run"][..], &["status", "--json"][..]] {
+        let out = env
+            .elt()
+            .args(args)
+            .arg("--jobs-dir")
+            .arg(&missing)
+            .output()
+            .unwrap();
+        let t = once(&out, "cannot read the jobs folder");
+        assert!(t.contains(&missing.display().to_string()), "{t}");
+        assert!(!t.contains("orphan"), "{t}");
+    }
+    assert_eq!(env.redis_snapshot(), state_before);
+}

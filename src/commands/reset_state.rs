@@ -43,11 +43,34 @@ fn orphans(settings: &Settings, store: &mut StateStore) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Every named job has a file or state: a mistyped name is an error (nothing is reset), not
+/// a quiet "0 keys removed".
+fn check_named(settings: &Settings, store: &mut StateStore, jobs: &[String]) -> Result<()> {
+    let files: Vec<String> = jobfile::discover(&settings.jobs_dir)
+        .map(|f| f.iter().map(|p| jobfile::job_name(p)).collect())
+        .unwrap_or_default();
+    let mut with_state = None;
+    for name in jobs {
+        if files.contains(name) {
+            continue;
+        }
+        let known = match &mut with_state {
+            Some(known) => known,
+            None => with_state.insert(store.jobs_with_state()?),
+        };
+        if !known.contains(name) {
+            let candidates = files.iter().chain(known.iter()).cloned();
+            return Err(jobfile::unknown_job(&settings.jobs_dir, name, candidates));
+        }
+    }
+    Ok(())
+}
+
 pub fn reset(settings: &Settings, jobs: &[String], selection: Selection) -> Result<i32> {
     let mut store = StateStore::open(settings.redis_url(), &settings.redis_prefix)?;
     let mut names: Vec<String> = jobs.to_vec();
     match selection {
-        Selection::Named => {}
+        Selection::Named => check_named(settings, &mut store, jobs)?,
         Selection::All => {
             names.extend(store.jobs_with_state()?);
             if let Ok(files) = jobfile::discover(&settings.jobs_dir) {

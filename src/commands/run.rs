@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
-use crate::jobfile;
+use crate::jobfile::{self, absolute};
 use crate::logging::{JobScope, REPORTED};
 use crate::pipeline::{RunOptions, Runner};
 use crate::progress::{self, JobProgress};
@@ -76,12 +76,6 @@ fn run_files(
     RunReport { jobs }
 }
 
-/// A path as the log shows it: absolute, so a line means the same whatever the working
-/// directory of the run was.
-fn absolute(p: &std::path::Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
-}
-
 /// With `-v`: the settings in force, passwords masked, for "why did it do that" questions.
 fn log_settings(s: &Settings) {
     log::debug!(
@@ -108,8 +102,7 @@ fn check_connection_settings(settings: &Settings) -> Result<()> {
 pub fn run_all(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let started = Instant::now();
     check_connection_settings(settings)?;
-    let files = jobfile::discover(&settings.jobs_dir)
-        .map_err(|e| crate::error::Error::Config(crate::error::chain(&e)))?;
+    let files = jobfile::discover(&settings.jobs_dir)?;
     log::info!(
         "run started: {} job(s) in {}",
         files.len(),

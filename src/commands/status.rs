@@ -128,17 +128,8 @@ pub fn known_jobs(
     settings: &Settings,
     store: &mut StateStore,
 ) -> Result<Vec<(String, Option<PathBuf>)>> {
-    let files = match jobfile::discover(&settings.jobs_dir) {
-        Ok(f) => f,
-        Err(e) => {
-            // still useful: what Redis knows; every job then shows as an orphan, so say why
-            eprintln!(
-                "elt: warning: cannot read the jobs folder: {}",
-                crate::error::chain(&e)
-            );
-            Vec::new()
-        }
-    };
+    // Without the folder every job with state would look orphaned: refuse instead.
+    let files = jobfile::discover(&settings.jobs_dir)?;
     let mut names: Vec<(String, Option<PathBuf>)> = files
         .iter()
         .map(|p| (jobfile::job_name(p), Some(p.clone())))

@@ -17,8 +17,7 @@ struct Report {
 
 pub fn verify(settings: &Settings, names: &[String], json: bool) -> Result<i32> {
     let files = if names.is_empty() {
-        jobfile::discover(&settings.jobs_dir)
-            .map_err(|e| crate::error::Error::Config(crate::error::chain(&e)))?
+        jobfile::discover(&settings.jobs_dir)?
     } else {
         names
             .iter()

@@ -10,7 +10,7 @@ mod rules;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result};
 
 pub use keys::Key;
 pub use parse::{Fields, Positions, parse_fields};
@@ -162,11 +162,14 @@ pub fn job_name(path: &Path) -> String {
 
 /// Every job file directly inside `dir`, sorted by job name (then file name).
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
-    let what = || format!("cannot read the jobs folder {}", dir.display());
-    let entries = std::fs::read_dir(dir).map_err(io(what()))?;
+    let unreadable = |source| Error::JobsFolder {
+        folder: absolute(dir).display().to_string(),
+        source,
+    };
+    let entries = std::fs::read_dir(dir).map_err(unreadable)?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(io(what()))?;
+        let entry = entry.map_err(unreadable)?;
         let path = entry.path();
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false)
             || (path.is_file() && !path.is_dir());
@@ -184,12 +187,18 @@ pub fn resolve(jobs_dir: &Path, name_or_path: &str) -> Result<PathBuf> {
     if as_path.is_file() {
         return Ok(as_path.to_path_buf());
     }
-    let mut found: Vec<PathBuf> = discover(jobs_dir)?
-        .into_iter()
+    let all = discover(jobs_dir)?;
+    let mut found: Vec<PathBuf> = all
+        .iter()
         .filter(|p| job_name(p) == name_or_path)
+        .cloned()
         .collect();
     match found.len() {
-        0 => Err(Error::UnknownJob(name_or_path.to_string())),
+        0 => Err(unknown_job(
+            jobs_dir,
+            name_or_path,
+            all.iter().map(|p| job_name(p)),
+        )),
         1 => Ok(found.remove(0)),
         _ => Err(Error::Config(format!(
             "job name `{name_or_path}` is ambiguous: {}",
@@ -200,6 +209,34 @@ pub fn resolve(jobs_dir: &Path, name_or_path: &str) -> Result<PathBuf> {
                 .join(", ")
         ))),
     }
+}
+
+/// The error for a job name that names nothing, with the closest of `known` as a
+/// suggestion.
+pub fn unknown_job(jobs_dir: &Path, name: &str, known: impl IntoIterator<Item = String>) -> Error {
+    Error::UnknownJob {
+        name: name.to_string(),
+        folder: absolute(jobs_dir).display().to_string(),
+        suggestion: closest(name, known),
+    }
+}
+
+/// The name in `known` a mistyped `name` most likely meant: at most two edits away (one for
+/// short names), the nearest first.
+fn closest(name: &str, known: impl IntoIterator<Item = String>) -> Option<String> {
+    let limit = if name.chars().count() <= 4 { 1 } else { 2 };
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(name, &k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// A path as messages and logs show it: absolute, so a line means the same whatever the
+/// working directory was.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
 }
 
 /// Lower-case hexadecimal of bytes.
