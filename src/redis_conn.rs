@@ -227,12 +227,7 @@ struct Spec {
 
 /// `%XX` escapes decoded; an empty part is absent.
 fn decode(s: &str) -> Option<String> {
-    Some(
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
-    .filter(|s| !s.is_empty())
+    Some(crate::percent::decode(s)).filter(|s| !s.is_empty())
 }
 
 /// `HOST:PORT[,HOST:PORT…]`, brackets around IPv6 addresses allowed.
@@ -417,13 +412,7 @@ fn split_root_cert(url: &str) -> (String, Option<String>) {
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some((ROOT_CERT_PARAM, v)) => {
-                root_cert = Some(
-                    percent_encoding::percent_decode_str(v)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                )
-            }
+            Some((ROOT_CERT_PARAM, v)) => root_cert = Some(crate::percent::decode(v)),
             _ => kept.push(pair),
         }
     }

@@ -109,7 +109,7 @@ pub fn split_tls_options(conn: &str) -> std::result::Result<(String, TlsOptions)
         let mut kept = Vec::new();
         for pair in conn[q + 1..].split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if !take(&decode(k), &decode(v))? {
+            if !take(&crate::percent::decode(k), &crate::percent::decode(v))? {
                 kept.push(pair);
             }
         }
@@ -141,13 +141,6 @@ pub fn split_tls_options(conn: &str) -> std::result::Result<(String, TlsOptions)
         out.push_str(tls.mode.driver_value());
     }
     Ok((out, tls))
-}
-
-/// A URL part with its `%XX` escapes decoded.
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// libpq key=value pairs with their spans, as the driver parses them (values quoted with

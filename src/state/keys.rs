@@ -68,7 +68,7 @@ impl Keys {
             true => rest.strip_prefix('{')?.strip_suffix('}')?,
             false => rest,
         };
-        Some(decode_job(rest))
+        Some(crate::percent::decode(rest))
     }
 }
 
@@ -86,12 +86,6 @@ pub fn encode_job(job: &str) -> String {
         }
     }
     out
-}
-
-fn decode_job(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Escapes glob characters for SCAN MATCH.
