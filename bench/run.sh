@@ -116,6 +116,9 @@ ref_full() {
     local s; s=$(now_s)
     psql -X -q "$M" -c "COPY items TO STDOUT (FORMAT binary)" | psql -X -q "$R" -c "COPY items FROM STDIN (FORMAT binary)"
     echo "$(now_s) - $s" | bc
+    # untimed: a table in use has statistics (autovacuum's); without them the planner may
+    # pick a nested-loop anti-join for the reference's DELETE and run for minutes
+    psql_q "$R" -c "ANALYZE items" >/dev/null
 }
 ref_incremental() { # $1: watermark
     local s; s=$(now_s)

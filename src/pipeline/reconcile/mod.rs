@@ -23,7 +23,7 @@ use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
 use sql::{KeySql, Sides};
 pub use sql::{MAX_REPAIR, key_text};
-use summary::KeySummary;
+use summary::{HashSql, KeySummary};
 
 /// Deletions this small are never refused: the guards are for accidents on real tables.
 pub const GUARD_MIN_ROWS: u64 = 1000;
@@ -96,7 +96,12 @@ pub fn integer_key_summary(m: &mut Transaction<'_>, job: &Job, seed: i64) -> Res
         strip_trailing_semicolon(&job.select_keys_sql)
     );
     let hash = format!("hashint8extended(t.{col}::int8, $1)");
-    KeySummary::query(m, Db::Master, &hash, &keys_from, seed)
+    let present = format!("t.{col}");
+    let key = HashSql {
+        hash: &hash,
+        present: &present,
+    };
+    KeySummary::query(m, Db::Master, key, &keys_from, seed)
 }
 
 /// Compares M's keys with those of the target in A: deletes the rows M no longer has and
@@ -193,15 +198,19 @@ impl Reconciler<'_> {
         sides: &mut Sides<'_, '_, '_>,
         k: &KeySql,
     ) -> Result<(KeySummary, KeySummary)> {
-        let hash = k.hash("t");
+        let (hash, present) = (k.hash("t"), k.present("t"));
+        let key = || HashSql {
+            hash: &hash,
+            present: &present,
+        };
         let loaded = self.loaded.filter(|s| k.integer && s.is_valid());
         let m_sum =
-            |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, &hash, &k.keys_from, k.seed);
+            |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, key(), &k.keys_from, k.seed);
         match (loaded, self.m_summary) {
             (Some(l), Some(m)) => Ok((m, l)),
             (Some(l), None) => Ok((m_sum(sides.m)?, l)),
             (None, _) => sides.both(m_sum, |a| {
-                KeySummary::query(a, Db::Analytics, &hash, &k.target_from, k.seed)
+                KeySummary::query(a, Db::Analytics, key(), &k.target_from, k.seed)
             }),
         }
     }

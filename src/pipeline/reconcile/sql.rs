@@ -43,6 +43,14 @@ impl KeySql {
         }
     }
 
+    /// NULL exactly when `hash(alias)` is.
+    pub(super) fn present(&self, alias: &str) -> String {
+        match self.cols.as_slice() {
+            [one] => format!("{alias}.{one}"),
+            _ => "*".into(),
+        }
+    }
+
     pub(super) fn part_texts(&self, alias: &str) -> String {
         self.cols
             .iter()

@@ -19,18 +19,26 @@ pub struct KeySummary {
     pub invalid: bool,
 }
 
+/// The SQL of a key's keyed hash and of what is NULL exactly when the hash is (the key
+/// column itself, or `*` for a composite key, whose row text is never NULL).
+pub struct HashSql<'a> {
+    pub hash: &'a str,
+    pub present: &'a str,
+}
+
 impl KeySummary {
-    /// The summary of `hashes` (their SQL over `from`, `$1` the seed).
+    /// The summary of the keys over `from` (`$1` the seed). The hash appears once in the
+    /// statement: PostgreSQL evaluates an expression once per aggregate that names it.
     pub fn query(
         tx: &mut Transaction<'_>,
         db: Db,
-        hash: &str,
+        key: HashSql<'_>,
         from: &str,
         seed: i64,
     ) -> Result<KeySummary> {
+        let HashSql { hash, present } = key;
         let sql = format!(
-            "SELECT count(*), count(h), coalesce(sum(h), 0)::text \
-             FROM (SELECT {hash} AS h FROM {from}) AS x"
+            "SELECT count(*), count({present}), coalesce(sum({hash}), 0)::text FROM {from}"
         );
         let what = || pg(db, "summarising the keys");
         let row = tx.query_one(&sql, &[&seed]).map_err(what())?;
