@@ -3,6 +3,8 @@
 //! summary that spares the first comparison, the ordered merge of integer keys (extremes and
 //! NULL included), and the per-bucket state strings in Redis.
 
+use std::collections::BTreeSet;
+
 use crate::fixture::*;
 
 const EDGE_Q: &str = "SELECT id, v FROM edge";
@@ -269,6 +271,54 @@ fn a_full_sync_removes_generations_left_by_a_killed_run() {
             .all(|k| !after.contains(k)),
         "{before:?} {after:?}"
     );
+    assert_eq!(state_entries(&env), 10);
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}
+
+/// `reset-state` removes row hashes by the names the job's meta gives (its current
+/// generation and an attempt a killed run left), not by scanning all of Redis: both go.
+#[test]
+fn reset_state_removes_the_current_generation_and_a_killed_attempt() {
+    let env = TestEnv::new("fast_reset_gens");
+    env.products_fixture(10);
+    env.run_ok("products");
+    // a truncated target makes the next run a full re-sync into a new generation; it is
+    // killed after writing that generation's row hashes, before making them current
+    env.a_exec("TRUNCATE products");
+    let out = env
+        .elt()
+        .args(["run-job", "products", "--fault-point", "state:kill"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let hashes = |env: &TestEnv| -> Vec<String> {
+        env.redis_keys()
+            .into_iter()
+            .filter(|k| k.contains(":h:"))
+            .collect()
+    };
+    let left = hashes(&env);
+    let generations: BTreeSet<&str> = left
+        .iter()
+        .filter_map(|k| k.split(":h:").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(generations.len(), 2, "{left:?}");
+
+    let out = env
+        .elt()
+        .args(["reset-state", "products"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "products: state reset ({} key(s) removed)\n",
+            left.len() + 1
+        )
+    );
+    assert_eq!(env.redis_keys(), Vec::<String>::new());
+    env.run_ok("products");
     assert_eq!(state_entries(&env), 10);
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }

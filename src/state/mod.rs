@@ -453,18 +453,20 @@ impl StateStore {
         self.write_records(job, g, true, pending)
     }
 
-    /// Unlinks every bucket of generation `g` of `job` by name.
-    pub fn delete_generation(&mut self, job: &str, g: Generation) -> Result<()> {
+    /// Unlinks every bucket of generation `g` of `job` by name; returns how many existed.
+    pub fn delete_generation(&mut self, job: &str, g: Generation) -> Result<u64> {
         let all: Vec<u32> = (0..g.buckets).collect();
+        let mut n = 0;
         for chunk in all.chunks(10_000) {
             let mut cmd = redis::cmd("UNLINK");
             for b in chunk {
                 cmd.arg(self.keys.bucket(job, g.generation, *b));
             }
-            cmd.query::<()>(&mut self.conn)
+            n += cmd
+                .query::<u64>(&mut self.conn)
                 .map_err(rd("deleting unused state"))?;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Applies `pending` to the buckets of `g`; `empty`: the generation has no buckets yet,
@@ -536,10 +538,25 @@ impl StateStore {
             .map_err(rd("recording the job's failure"))
     }
 
-    /// Forgets everything about `job` but its lock; returns how many keys went.
+    /// Forgets everything about `job` but its lock; returns how many keys went. The
+    /// buckets go by name (the meta names the current generation and any unfinished
+    /// attempt), so a reset costs what the job holds, not what the whole Redis holds; only
+    /// state of an older layout is found by a scan.
     pub fn reset(&mut self, job: &str) -> Result<u64> {
         let meta = self.keys.meta(job);
-        let mut n = self.unlink_matching(&self.keys.buckets_pattern(job), Some(&meta), |_| true)?;
+        let mut n = match self.meta(job)? {
+            Some(m) if !m.is_current_format() => {
+                self.unlink_matching(&self.keys.buckets_pattern(job), Some(&meta), |_| true)?
+            }
+            Some(m) => {
+                let mut n = 0;
+                for g in [m.current(), m.attempt].into_iter().flatten() {
+                    n += self.delete_generation(job, g)?;
+                }
+                n
+            }
+            None => 0,
+        };
         n += redis::cmd("DEL")
             .arg(&meta)
             .query::<u64>(&mut self.conn)
