@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Keeps analytics tables in PostgreSQL (A) in step with a master PostgreSQL database (M).
 ///
@@ -21,6 +21,47 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments (exiting with clap's message and status 2 on a bad
+    /// one, as `Cli::parse` does); test builds also take the hidden `--fault-point`.
+    pub fn parse_args() -> Cli {
+        let mut cmd = with_test_hooks(Cli::command());
+        let matches = cmd.get_matches_mut();
+        #[allow(unused_mut)]
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+        #[cfg(feature = "fault-injection")]
+        {
+            cli.global.fault_point = matches.get_one::<crate::fault::Fault>(FAULT_POINT).copied();
+        }
+        cli
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+const FAULT_POINT: &str = "fault_point";
+
+/// `cmd` with the hidden `--fault-point POINT[:ACTION]` of the fault suite: `POINT` or
+/// `POINT:kill` kills the process with SIGKILL at that point, `POINT:pause` waits there
+/// until the file `<log-dir>/fault-POINT.paused` is removed.
+#[cfg(feature = "fault-injection")]
+fn with_test_hooks(cmd: clap::Command) -> clap::Command {
+    cmd.arg(
+        clap::Arg::new(FAULT_POINT)
+            .long("fault-point")
+            .env("ELT_FAULT_POINT")
+            .value_name("FAULT_POINT")
+            .value_parser(clap::value_parser!(crate::fault::Fault))
+            .global(true)
+            .hide(true)
+            .hide_env_values(true),
+    )
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn with_test_hooks(cmd: clap::Command) -> clap::Command {
+    cmd
 }
 
 /// `--redis-url` when neither it nor `--redis-url-file` is given.
@@ -127,17 +168,11 @@ pub struct GlobalArgs {
           value_parser = clap::value_parser!(u64).range(3..=60))]
     pub lock_ttl_seconds: u64,
 
-    /// Fault injection for the fault suite (test builds only): `POINT` or `POINT:kill` kills
-    /// the process with SIGKILL at that point, `POINT:pause` waits there until the file
-    /// `<log-dir>/fault-POINT.paused` is removed.
+    /// Fault injection for the fault suite (test builds only): the hidden `--fault-point`
+    /// (`ELT_FAULT_POINT`), which [`Cli::parse_args`] adds to the parser only, so that no
+    /// completion script or man page (made from `Cli::command()`) shows it.
     #[cfg(feature = "fault-injection")]
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "ELT_FAULT_POINT",
-        global = true,
-        hide = true
-    )]
+    #[arg(skip)]
     pub fault_point: Option<crate::fault::Fault>,
 
     /// Days to keep rotated log files (elt.log.YYYY-MM-DD, error.log.YYYY-MM-DD); 0 keeps

@@ -188,6 +188,11 @@ fn one_line(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A path as a log line shows it: absolute, whatever the working directory was.
+fn shown(p: &Path) -> String {
+    crate::jobfile::absolute(p).display().to_string()
+}
+
 /// What [`rotate`] did.
 #[derive(Debug, Default)]
 pub struct Rotation {
@@ -257,11 +262,11 @@ pub fn rotate(dir: &Path, now: SystemTime, retention_days: u32) -> Rotation {
         match moved {
             Ok(true) => r
                 .rotated
-                .push(format!("{name} of {day} moved to {}", target.display())),
+                .push(format!("{name} of {day} moved to {}", shown(&target))),
             Ok(false) => {}
             Err(e) => r
                 .problems
-                .push(format!("cannot rotate {}: {e}", path.display())),
+                .push(format!("cannot rotate {}: {e}", shown(&path))),
         }
     }
     if retention_days == 0 {
@@ -276,8 +281,7 @@ pub fn rotate(dir: &Path, now: SystemTime, retention_days: u32) -> Rotation {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            r.problems
-                .push(format!("cannot list {}: {e}", dir.display()));
+            r.problems.push(format!("cannot list {}: {e}", shown(dir)));
             return r;
         }
     };
@@ -296,11 +300,9 @@ pub fn rotate(dir: &Path, now: SystemTime, retention_days: u32) -> Rotation {
         match std::fs::remove_file(&p) {
             Ok(()) => r.removed.push(format!(
                 "{} removed (older than {retention_days} days)",
-                p.display()
+                shown(&p)
             )),
-            Err(e) => r
-                .problems
-                .push(format!("cannot remove {}: {e}", p.display())),
+            Err(e) => r.problems.push(format!("cannot remove {}: {e}", shown(&p))),
         }
     }
     r

@@ -1,9 +1,7 @@
 //! Entry point: parse, run, print the error with its causes once, exit with its status.
 
-use clap::Parser;
-
 fn main() {
-    let cli = elt::cli::Cli::parse();
+    let cli = elt::cli::Cli::parse_args();
     let code = match elt::execute(cli) {
         Ok(code) => code,
         Err(e) => {

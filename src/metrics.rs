@@ -487,7 +487,12 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let what = |w: &str| format!("{w} the metrics file {}", path.display());
+    let what = |w: &str| {
+        format!(
+            "{w} the metrics file {}",
+            crate::jobfile::absolute(path).display()
+        )
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".elt-metrics-")
         .suffix(".tmp")
@@ -535,7 +540,10 @@ pub fn write_for_run(
         }
     });
     write_atomically(path, &render(&snap))?;
-    log::debug!("metrics written to {}", path.display());
+    log::debug!(
+        "metrics written to {}",
+        crate::jobfile::absolute(path).display()
+    );
     Ok(())
 }
 

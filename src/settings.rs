@@ -134,7 +134,8 @@ fn faults(_: &GlobalArgs) -> crate::fault::Faults {
 }
 
 /// Mistakes a URL can be seen to have before connecting: a password with an `@` that was
-/// not written `%40` (the URL then names another host).
+/// not written `%40` (the URL then names another host). The example is not URL-shaped:
+/// the masking of every message would turn a `user:p%40ss@host` into `user:***@host`.
 fn check_url(flag: &str, url: Option<&str>) -> Result<()> {
     let Some((_, rest)) = url.and_then(|u| u.split_once("://")) else {
         return Ok(());
@@ -143,7 +144,7 @@ fn check_url(flag: &str, url: Option<&str>) -> Result<()> {
     if authority.matches('@').count() > 1 {
         return Err(Error::Config(format!(
             "{flag} {}: the part before the host holds more than one `@`; an `@` in a user \
-             name or password must be written `%40` (e.g. postgres://user:p%40ss@host/db)",
+             name or password must be written `%40` (a password p@ss as p%40ss)",
             crate::redact::mask(url.unwrap_or_default())
         )));
     }

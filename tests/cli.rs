@@ -503,3 +503,202 @@ fn mistyped_job_names_and_a_missing_jobs_folder() {
     }
     assert_eq!(env.redis_snapshot(), state_before);
 }
+
+/// Every `ELT_*` variable the command line defines (src/cli.rs), the hidden
+/// `ELT_FAULT_POINT` of test builds included.
+fn elt_variables() -> Vec<String> {
+    let src = std::fs::read_to_string(repo_root().join("src/cli.rs")).unwrap();
+    let mut vars: Vec<String> = src
+        .split('"')
+        .filter(|s| {
+            s.starts_with("ELT_")
+                && s.len() > 4
+                && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+        .map(str::to_string)
+        .collect();
+    vars.sort();
+    vars.dedup();
+    assert!(vars.len() >= 10, "{vars:?}");
+    vars
+}
+
+/// `--help` names each setting's variable but never its value: not with the variable set
+/// (no password shown) and not with it set empty (no dangling `[env: ELT_JOBS_DIR=]`).
+#[test]
+fn help_names_the_variables_without_their_values() {
+    let env = TestEnv::new("help_env_values");
+    let vars = elt_variables();
+    for value in ["", "value-of-the-variable"] {
+        for args in [&["--help"][..], &["run", "--help"], &["run-job", "--help"]] {
+            let mut c = env.elt_bare();
+            for v in &vars {
+                c.env(v, value);
+            }
+            let out = c.args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+            let help = String::from_utf8_lossy(&out.stdout);
+            assert!(help.contains("[env: ELT_JOBS_DIR]"), "{args:?}:\n{help}");
+            assert!(!help.contains("=]"), "{args:?} with {value:?}:\n{help}");
+            assert!(!help.contains("value-of-the"), "{args:?}:\n{help}");
+            for v in &vars {
+                assert!(!help.contains(&format!("{v}=")), "{v} in {args:?}:\n{help}");
+            }
+        }
+    }
+}
+
+/// `run --help` and `run-job --help` list their own flags under `Options:`, apart from the
+/// settings every command shares, which come under their own heading.
+#[test]
+fn run_help_shows_its_own_flags_apart_from_the_settings() {
+    let env = TestEnv::new("help_headings");
+    let own = ["--dry-run", "--force-deletes", "--json", "--metrics-file"];
+    let settings = [
+        "--master-url",
+        "--analytics-url",
+        "--redis-url",
+        "--jobs-dir",
+        "--log-dir",
+        "--redis-prefix",
+        "--overlap-seconds",
+        "--lock-ttl-seconds",
+        "--log-retention-days",
+        "--verbose",
+        "--quiet",
+    ];
+    for sub in ["run", "run-job"] {
+        let out = env.elt_bare().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let (options, shared) = help
+            .split_once("\nOptions:\n")
+            .and_then(|(_, rest)| {
+                rest.split_once("\nSettings (every command; flag or environment variable):\n")
+            })
+            .unwrap_or_else(|| panic!("{sub} --help: Options:, then Settings …:\n{help}"));
+        for flag in own {
+            assert!(
+                options.contains(flag),
+                "{sub}: {flag} under Options:\n{help}"
+            );
+            assert!(
+                !shared.contains(flag),
+                "{sub}: {flag} not a setting:\n{help}"
+            );
+        }
+        for flag in settings {
+            assert!(
+                shared.contains(flag),
+                "{sub}: {flag} under Settings:\n{help}"
+            );
+            assert!(
+                !options.contains(flag),
+                "{sub}: {flag} not under Options:\n{help}"
+            );
+        }
+    }
+}
+
+/// `reset-state` without a job and without `--all` or `--orphans` is a usage error that
+/// shows its three forms and says nothing about database URLs (which it does not need).
+#[test]
+fn reset_state_usage_error_shows_its_forms_and_no_database_url() {
+    let env = TestEnv::new("reset_usage");
+    for mut c in [env.elt_bare(), env.elt()] {
+        let out = c.arg("reset-state").output().unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(
+            t.contains(
+                "Usage: elt reset-state <JOB>...\n       elt reset-state --all\n       \
+                 elt reset-state --orphans\n"
+            ),
+            "{t}"
+        );
+        let lower = t.to_lowercase();
+        for word in ["master", "analytics", "-url", "elt_"] {
+            assert!(!lower.contains(word), "{word}: {t}");
+        }
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{t}");
+    }
+}
+
+/// `run-job` logs `run started` as `run` does, and every path in a log line is absolute
+/// although the folders and the metrics file were given relative to the working directory
+/// (the jobs folder, the job file, rotated and removed log files, the metrics file).
+#[test]
+fn run_job_logs_run_started_and_log_lines_show_absolute_paths() {
+    let env = TestEnv::new("absolute_log_paths");
+    env.products_fixture(2);
+    let root = std::fs::canonicalize(env.path()).unwrap();
+    let jobs = root.join("rel-jobs");
+    let logs = root.join("rel-logs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(jobs.join("products.yaml"), PRODUCTS_JOB).unwrap();
+    // yesterday's elt.log (rotated at the first start today) and a rotated file past its
+    // retention (removed)
+    std::fs::write(logs.join("elt.log"), "yesterday\n").unwrap();
+    let yesterday = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(logs.join("elt.log"))
+        .unwrap()
+        .set_modified(yesterday)
+        .unwrap();
+    std::fs::write(logs.join("error.log.2000-01-01"), "old\n").unwrap();
+    let elt = |args: &[&str]| {
+        let mut c = env.elt();
+        c.current_dir(&root)
+            .args(["-v", "--jobs-dir", "rel-jobs", "--log-dir", "rel-logs"])
+            .args(args)
+            .args(["--metrics-file", "rel-metrics.prom"]);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        std::fs::read_to_string(logs.join("elt.log")).unwrap()
+    };
+
+    let log = elt(&["run-job", "products", "--dry-run"]);
+    let shown = |p: &std::path::Path| p.display().to_string();
+    let metrics = shown(&root.join("rel-metrics.prom"));
+    for line in [
+        format!(
+            "INFO  run started: job products from {}",
+            shown(&jobs.join("products.yaml"))
+        ),
+        format!(
+            "log rotation: elt.log of {} moved to {}/elt.log.",
+            &humantime::format_rfc3339_seconds(yesterday).to_string()[..10],
+            shown(&logs)
+        ),
+        format!(
+            "log rotation: {} removed (older than 14 days)",
+            shown(&logs.join("error.log.2000-01-01"))
+        ),
+        format!(
+            "[products] job file {} (sha256 ",
+            shown(&jobs.join("products.yaml"))
+        ),
+        format!("dry run: metrics file {metrics} left as it was"),
+    ] {
+        assert!(log.contains(&line), "{line}\nin elt.log:\n{log}");
+    }
+    let log = elt(&["run"]);
+    for line in [
+        format!("INFO  run started: 1 job(s) in {}", shown(&jobs)),
+        format!(", jobs {}, overlap ", shown(&jobs)),
+        format!("metrics written to {metrics}"),
+    ] {
+        assert!(log.contains(&line), "{line}\nin elt.log:\n{log}");
+    }
+    // and no path relative to the working directory anywhere
+    let prefix = format!("{}/", root.display());
+    for (at, _) in log.match_indices("rel-") {
+        assert!(
+            log[..at].ends_with(&prefix),
+            "a relative path in elt.log: {}",
+            &log[at.saturating_sub(80)..(at + 40).min(log.len())]
+        );
+    }
+}

@@ -421,3 +421,206 @@ fn password_of_a_working_connection_stays_out_of_logs() {
         .unwrap();
     assert_secret_nowhere(&env, &out, "secretpw5");
 }
+
+/// stderr of a finished command, as text.
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fatal error (a setting refused before any job, a jobs folder that cannot be read) is
+/// printed once, as one `elt: error: …` line on standard error, with nothing on standard
+/// output; one that happens after the log files are open is in error.log once too.
+#[test]
+fn a_fatal_error_is_printed_once_on_standard_error() {
+    let env = TestEnv::new("fatal_once");
+    env.products_fixture(2);
+    let missing = env.path().join("no-such-jobs");
+    let cases: Vec<(assert_cmd::Command, String)> = vec![
+        (
+            {
+                let mut c = env.elt();
+                c.args(["--redis-prefix", "a b", "run"]);
+                c
+            },
+            "elt: error: configuration: --redis-prefix `a b` must be non-empty without spaces \
+             or glob characters"
+                .to_string(),
+        ),
+        (
+            {
+                let mut c = env.elt();
+                c.arg("run").arg("--jobs-dir").arg(&missing);
+                c
+            },
+            format!(
+                "elt: error: cannot read the jobs folder {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+    ];
+    for (mut c, line) in cases {
+        let out = c.output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+        assert_eq!(stderr, format!("{line}\n"), "one line, said once");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "",
+            "nothing on stdout"
+        );
+    }
+    let message = format!("cannot read the jobs folder {}", missing.display());
+    assert_eq!(
+        env.error_log().matches(&message).count(),
+        1,
+        "{}",
+        env.error_log()
+    );
+    assert_eq!(env.a_count("products"), None, "nothing was run");
+}
+
+/// A failed job is said once: its summary line on standard output (README, *Output
+/// channels*), one line even when PostgreSQL adds a HINT, the hint in it once; not again on
+/// standard error; once in error.log.
+#[test]
+fn a_failed_job_is_one_summary_line_on_standard_output_only() {
+    let env = TestEnv::new("failed_once");
+    env.products_fixture(3);
+    env.write_job(
+        "typo",
+        &PRODUCTS_JOB
+            .replace("WHERE updated_at", "WHERE updatd_at")
+            .replace("TABLE IF NOT EXISTS products", "TABLE IF NOT EXISTS typo")
+            .replace("INSERT INTO products", "INSERT INTO typo")
+            .replace("TARGET_TABLE: products", "TARGET_TABLE: typo"),
+    );
+    let out = env.elt().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per job:\n{stdout}");
+    assert!(
+        lines[0].starts_with("products: ok: read 3, upserted 3"),
+        "{stdout}"
+    );
+    let why = "master database (M): preparing SELECT_SOURCE_SQL: db error: ERROR: column \
+               \"updatd_at\" does not exist; HINT: Perhaps you meant to reference the column \
+               \"products.updated_at\".";
+    let (head, tail) = lines[1]
+        .split_once(" ms: ")
+        .unwrap_or_else(|| panic!("typo: failed after N ms: …: {stdout}"));
+    assert!(
+        head.strip_prefix("typo: failed after ")
+            .is_some_and(|ms| ms.parse::<u64>().is_ok()),
+        "{stdout}"
+    );
+    assert_eq!(tail, why, "the hint once, on the summary line");
+    assert_eq!(stdout.matches("HINT").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("Perhaps you meant").count(), 1, "{stdout}");
+    assert_eq!(stderr_of(&out), "", "not repeated on standard error");
+    let err = env.error_log();
+    assert_eq!(err.matches("Perhaps you meant").count(), 1, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("ERROR [typo] failed: ") && l.ends_with(why)),
+        "{err}"
+    );
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}
+
+/// A password with an `@` that was not written `%40`: exit 2 before anything is done, with
+/// advice naming `%40` and the URL masked; written `%40`, the same password works.
+#[test]
+fn a_password_with_an_unencoded_at_sign_gets_advice_naming_percent_40() {
+    let env = TestEnv::new("unencoded_at");
+    env.products_fixture(2);
+    let advice = "the part before the host holds more than one `@`; an `@` in a user name or \
+                  password must be written `%40` (a password p@ss as p%40ss)";
+    for (var, flag) in [
+        ("ELT_MASTER_URL", "--master-url"),
+        ("ELT_ANALYTICS_URL", "--analytics-url"),
+    ] {
+        let out = env
+            .elt()
+            .env(var, "postgres://u:s3cr@t@127.0.0.1:1/db")
+            .arg("run")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+        assert_eq!(
+            stderr_of(&out),
+            format!(
+                "elt: error: configuration: {flag} postgres://u:***@127.0.0.1:1/db: {advice}\n"
+            )
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        assert_secret_nowhere(&env, &out, "s3cr");
+    }
+    assert_eq!(env.a_count("products"), None, "nothing was run");
+
+    // written as advised, it connects (the test server trusts every login)
+    let p = pg_parts(env.pg_url());
+    let encoded = |db: &str| format!("postgres://{}:s3cr%40t@{}:{}/{db}", p.user, p.host, p.port);
+    let out = env
+        .elt()
+        .env("ELT_MASTER_URL", encoded(&env.m_db))
+        .env("ELT_ANALYTICS_URL", encoded(&env.a_db))
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_secret_nowhere(&env, &out, "s3cr");
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}
+
+/// `?password=…` of a URL is masked up to its end only: the `&` or the `: ` after it, and
+/// the rest of the message, are kept; the secret is shown nowhere.
+#[test]
+fn a_password_in_the_query_string_is_masked_and_the_message_goes_on() {
+    let env = TestEnv::new("query_password");
+    env.products_fixture(2);
+    for (url, shown) in [
+        (
+            "postgres://u@127.0.0.1:1/db?password=secretpw6",
+            "postgres://u@127.0.0.1:1/db?password=***",
+        ),
+        (
+            "postgres://u@127.0.0.1:1/db?password=secretpw6&connect_timeout=5",
+            "postgres://u@127.0.0.1:1/db?password=***&connect_timeout=5",
+        ),
+    ] {
+        let out = env
+            .elt()
+            .env("ELT_MASTER_URL", url)
+            .arg("run")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = format!(
+            "cannot connect to the master database (M) at {shown}: error connecting to server: "
+        );
+        assert!(
+            stdout.starts_with("products: failed after ") && stdout.contains(&line),
+            "{stdout}"
+        );
+        assert!(env.error_log().contains(&line), "{}", env.error_log());
+        assert_secret_nowhere(&env, &out, "secretpw6");
+
+        // a command that stops at the error says it on standard error, just as masked
+        let out = env
+            .elt()
+            .env("ELT_MASTER_URL", url)
+            .args(["validate", "--connect"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+        let stderr = stderr_of(&out);
+        assert!(
+            stderr.starts_with(&format!("elt: error: {line}")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_secret_nowhere(&env, &out, "secretpw6");
+    }
+}

@@ -184,3 +184,75 @@ fn new_refuses_to_overwrite_and_explains_what_it_cannot_infer() {
     let (code, out) = new(&env, "../escape", "keyed", &[]);
     assert_eq!(code, 2, "{out}");
 }
+
+/// With `--jobs-dir DIR`, the `next:` line of `elt new` names DIR, so the command it
+/// suggests finds the job (without it, `run-job` would look in another folder); with the
+/// default folder it needs no `--jobs-dir`.
+#[test]
+fn new_with_a_jobs_dir_suggests_a_next_command_that_names_it() {
+    let env = TestEnv::new("new_next_cmd");
+    env.m_exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, updated_at timestamptz NOT NULL);
+         INSERT INTO items SELECT g, now() FROM generate_series(1, 3) g;",
+    );
+    let out = env
+        .elt()
+        .current_dir(env.path())
+        .args([
+            "new",
+            "items",
+            "--from-table",
+            "items",
+            "--jobs-dir",
+            "other",
+        ])
+        .output()
+        .unwrap();
+    let t = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "wrote other/items.yaml\n"
+    );
+    let next = "next: elt validate --connect other/items.yaml && elt --jobs-dir other run-job \
+                items --dry-run";
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().filter(|l| *l == next).count(), 1, "{stderr}");
+
+    // the suggestion works as written (ELT_JOBS_DIR names the test's own jobs folder)
+    for command in next.trim_start_matches("next: elt ").split(" && elt ") {
+        let out = env
+            .elt()
+            .current_dir(env.path())
+            .args(command.split(' '))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{command}: {}",
+            output_text(&out)
+        );
+    }
+    let out = env
+        .elt()
+        .args(["run-job", "items", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+
+    // the default folder: no --jobs-dir to add
+    let out = env
+        .elt()
+        .env_remove("ELT_JOBS_DIR")
+        .args(["new", "items2", "--from-table", "items"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).lines().any(|l| l
+            == "next: elt validate --connect ./jobs/items2.yaml && elt run-job items2 --dry-run"),
+        "{}",
+        output_text(&out)
+    );
+}

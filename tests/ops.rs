@@ -821,3 +821,187 @@ fn make_install_places_everything_and_keeps_an_existing_env_file() {
     assert!(unit.contains("ExecStart=/usr/bin/elt run"), "{unit}");
     assert!(dest2.path().join("usr/bin/elt").is_file());
 }
+
+/// The lines of the man page section `name` (after `.SH name`, up to the next `.SH`).
+fn man_section<'a>(page: &'a str, name: &str) -> &'a str {
+    let start = page
+        .lines()
+        .position(|l| l == format!(".SH {name}") || l == format!(".SH \"{name}\""))
+        .unwrap_or_else(|| panic!("no section {name}:\n{page}"));
+    let rest: usize = page.lines().take(start + 1).map(|l| l.len() + 1).sum();
+    let body = &page[rest..];
+    &body[..body.find("\n.SH ").unwrap_or(body.len())]
+}
+
+/// Roman text of roff as clap_mangen escapes it, back to plain text.
+fn unroff(line: &str) -> String {
+    line.replace("\\-", "-")
+        .replace("\\*(Aq", "'")
+        .replace("\\(aq", "'")
+        .replace("\\e", "\\")
+        .replace("\\&", "")
+}
+
+/// `elt man`: ENVIRONMENT names every variable of src/cli.rs but the hidden test hook,
+/// EXIT STATUS every status, FILES the jobs folder and both logs, and EXAMPLE a job file
+/// that `validate` accepts; `man --dir` writes the same elt.1.
+#[test]
+fn man_page_lists_environment_exit_status_files_and_a_valid_example_job() {
+    let env = TestEnv::new("ops_man_sections");
+    let out = env.elt_bare().arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let src = fs::read_to_string(repo_root().join("src/cli.rs")).unwrap();
+    let mut vars: Vec<&str> = src
+        .split('"')
+        .filter(|s| {
+            s.len() > 4
+                && s.starts_with("ELT_")
+                && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+        .collect();
+    vars.sort();
+    vars.dedup();
+    let environment = man_section(&page, "ENVIRONMENT");
+    for var in vars.iter().filter(|v| **v != "ELT_FAULT_POINT") {
+        assert!(
+            environment.contains(&format!(".TP\n\\fB{var}\\fR\n")),
+            "{var} in ENVIRONMENT:\n{environment}"
+        );
+    }
+    assert!(
+        vars.contains(&"ELT_METRICS_FILE") && vars.len() >= 14,
+        "{vars:?}"
+    );
+    assert!(
+        !page.contains("FAULT_POINT"),
+        "the test hook is not documented"
+    );
+
+    let exit = man_section(&page, "EXIT STATUS");
+    for code in ["0", "1", "2", "130", "143"] {
+        assert!(
+            exit.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "{code}:\n{exit}"
+        );
+    }
+    let files = man_section(&page, "FILES");
+    for file in ["./jobs/*.yaml", "./logs/elt.log", "./logs/error.log"] {
+        assert!(
+            files.contains(&format!("\\fB{file}\\fR")),
+            "{file}:\n{files}"
+        );
+    }
+
+    // the example, as a reader copies it from the page, is a valid job file
+    let example = man_section(&page, "EXAMPLE");
+    let job: String = example
+        .split_once("\n.nf\n")
+        .and_then(|(_, rest)| rest.split_once("\n.fi"))
+        .unwrap_or_else(|| panic!("no .nf … .fi block:\n{example}"))
+        .0
+        .lines()
+        .filter(|l| *l != ".br")
+        .map(|l| unroff(l) + "\n")
+        .collect();
+    assert!(job.contains("KEY_COLUMNS:"), "{job}");
+    let file = env.path().join("example.yaml");
+    fs::write(&file, &job).unwrap();
+    let out = env.elt_bare().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{job}\n{}", output_text(&out));
+
+    let dir = env.path().join("man");
+    let out = env
+        .elt_bare()
+        .arg("man")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(fs::read_to_string(dir.join("elt.1")).unwrap(), page);
+}
+
+/// The hidden `--fault-point` of test builds (this binary has it: `run --fault-point lod`
+/// is refused by name) is in no completion script, no `--help` and no man page.
+#[test]
+fn the_hidden_fault_point_flag_is_in_no_completion_script_help_or_man_page() {
+    let env = TestEnv::new("ops_hidden_flag");
+    let out = env
+        .elt_bare()
+        .args(["run", "--fault-point", "lod"])
+        .output()
+        .unwrap();
+    assert!(
+        output_text(&out).contains("unknown fault point `lod`"),
+        "this binary has the flag: {}",
+        output_text(&out)
+    );
+    let hidden = |what: &str, text: &str| {
+        for word in [
+            "fault-point",
+            "fault_point",
+            "FAULT_POINT",
+            "ault injection",
+        ] {
+            assert!(!text.contains(word), "{word} in {what}:\n{text}");
+        }
+    };
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = env
+            .elt_bare()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        // the other global flags are there, on the subcommands too
+        assert!(script.contains("lock-ttl-seconds"), "{shell}:\n{script}");
+        assert!(script.contains("force-deletes"), "{shell}:\n{script}");
+        hidden(shell, &script);
+    }
+    let subcommands = [
+        "run",
+        "run-job",
+        "validate",
+        "verify",
+        "new",
+        "reset-state",
+        "status",
+        "completions",
+        "man",
+    ];
+    for help in ["--help", "-h"] {
+        let out = env.elt_bare().arg(help).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        hidden(help, &String::from_utf8_lossy(&out.stdout));
+        for sub in subcommands {
+            let out = env.elt_bare().args([sub, help]).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{sub} {help}");
+            hidden(
+                &format!("{sub} {help}"),
+                &String::from_utf8_lossy(&out.stdout),
+            );
+        }
+    }
+    let dir = env.path().join("man");
+    let out = env
+        .elt_bare()
+        .arg("man")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let mut pages = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        hidden(
+            &path.display().to_string(),
+            &fs::read_to_string(&path).unwrap(),
+        );
+        pages += 1;
+    }
+    assert!(pages > subcommands.len(), "{pages} pages");
+}

@@ -1,7 +1,7 @@
 //! State in Redis is a cache: losing it, or losing A's table, never loses data. Late commits,
 //! dry runs, reset-state, status, locks between concurrent runners.
 use crate::fixture::*;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Rows with old, distinct `updated_at` values, far outside any overlap window.
 fn old_products(env: &TestEnv, n: i64) {
@@ -418,5 +418,95 @@ fn killed_run_is_completed_by_the_next_run() {
             other => panic!("unexpected status {other}: {v:#}"),
         }
     }
+    env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
+}
+
+/// A job skipped for another runner's lock names the holder readably, from the lock's
+/// value `host@pid-namespace/pid/start-ms`: written by hand (another host), and held by a
+/// real runner of this host (its pid, this host's name, the moment it took the lock).
+#[test]
+fn a_skipped_job_names_the_lock_holder_by_host_pid_and_start() {
+    let env = TestEnv::new("lock_holder_shown");
+    env.products_fixture(3);
+    let mut con = env.redis();
+    let _: () = redis::cmd("SET")
+        .arg(env.lock_key("products"))
+        .arg("db1@4026531836/4242/1764676800000")
+        .arg("EX")
+        .arg(60)
+        .query(&mut con)
+        .unwrap();
+    let holder = "pid 4242 on host db1, since 2025-12-02T12:00:00Z";
+    let out = env.elt().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("products: skipped: another runner holds the job's lock ({holder})\n")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(
+        env.elt_log().lines().any(|l| l.contains("WARN")
+            && l.ends_with(&format!(
+                "[products] skipped: another runner holds the job's lock ({holder})"
+            ))),
+        "{}",
+        env.elt_log()
+    );
+    // reset-state leaves a running job's state alone and says who runs it
+    let out = env
+        .elt()
+        .args(["reset-state", "products"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "elt: warning: job products is running ({holder}); its state was not reset\n\
+             elt: error: job(s) products are running now; try again when they finish\n"
+        )
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(env.lock_key("products"))
+        .query(&mut con)
+        .unwrap();
+
+    // a real runner, paused while it holds the lock (its pause file holds its pid)
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut c = env.elt_process();
+    c.args(["run", "--json"]);
+    let first = Paused::start(c, &env.log_dir, "delete");
+    let pid = std::fs::read_to_string(env.log_dir.join("fault-delete.paused")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = env.elt().arg("run").output().unwrap();
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let o1 = first.resume(Duration::from_secs(120));
+    assert_eq!(o1.code(), Some(0), "{}", o1.describe());
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let head = format!(
+        "products: skipped: another runner holds the job's lock (pid {} on host {}, since ",
+        pid.trim(),
+        host.trim()
+    );
+    let since = stdout
+        .strip_prefix(&head)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{head}…):\n{stdout}"));
+    let since = humantime::parse_rfc3339(since)
+        .unwrap_or_else(|e| panic!("{since}: {e}"))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (before..=after).contains(&since),
+        "{before} {since} {after}"
+    );
     env.assert_a_equals_m(PRODUCTS_Q, PRODUCTS_Q);
 }

@@ -149,7 +149,10 @@ fn run(
     let stopped = crate::stop::requested();
     if let (Some(path), None) = (&args.metrics_file, stopped) {
         if args.dry_run {
-            log::info!("dry run: metrics file {} left as it was", path.display());
+            log::info!(
+                "dry run: metrics file {} left as it was",
+                absolute(path).display()
+            );
         } else {
             let state = runner.state().ok();
             if let Err(e) =
