@@ -228,6 +228,7 @@ pub enum Command {
     /// nothing. Exit status 0 when every job is equal, 1 when one differs or fails.
     Verify {
         /// Job names or paths (default: every job in the jobs folder).
+        #[arg(value_name = "JOB")]
         jobs: Vec<String>,
 
         /// One JSON document instead of a line per job.
@@ -261,7 +262,7 @@ pub enum Command {
     )]
     ResetState {
         /// Job names.
-        #[arg(required_unless_present_any = ["all", "orphans"], conflicts_with_all = ["all", "orphans"])]
+        #[arg(value_name = "JOB", required_unless_present_any = ["all", "orphans"], conflicts_with_all = ["all", "orphans"])]
         jobs: Vec<String>,
 
         /// Every job that has state under the prefix, and every job in the jobs folder.

@@ -241,6 +241,53 @@ fn new_with_a_jobs_dir_suggests_a_next_command_that_names_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
 
+    // a folder whose name the shell would split is quoted, and the line still works when
+    // pasted into a shell (the shell splits it here, then each command runs)
+    let out = env
+        .elt()
+        .current_dir(env.path())
+        .args([
+            "new",
+            "items3",
+            "--from-table",
+            "items",
+            "--jobs-dir",
+            "my jobs",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let next = "next: elt validate --connect 'my jobs/items3.yaml' && elt --jobs-dir 'my jobs' \
+                run-job items3 --dry-run";
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().filter(|l| *l == next).count(), 1, "{stderr}");
+    for command in next.trim_start_matches("next: elt ").split(" && elt ") {
+        let split = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for w in {command}; do printf '%s\\n' \"$w\"; done"
+            ))
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8_lossy(&split.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert!(words.iter().any(|w| w.starts_with("my jobs")), "{words:?}");
+        let out = env
+            .elt()
+            .current_dir(env.path())
+            .args(&words)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{words:?}: {}",
+            output_text(&out)
+        );
+    }
+
     // the default folder: no --jobs-dir to add
     let out = env
         .elt()

@@ -107,13 +107,24 @@ pub fn new_job(
         d if d == std::path::Path::new("./jobs") || d == std::path::Path::new("jobs") => {
             String::new()
         }
-        d => format!(" --jobs-dir {}", d.display()),
+        d => format!(" --jobs-dir {}", shell_word(&d.display().to_string())),
     };
     eprintln!(
-        "next: elt validate --connect {} && elt{jobs_dir} run-job {name} --dry-run",
-        path.display()
+        "next: elt validate --connect {} && elt{jobs_dir} run-job {} --dry-run",
+        shell_word(&path.display().to_string()),
+        shell_word(name)
     );
     Ok(0)
+}
+
+/// `s` as one word of a POSIX shell command line: as it is when it has no character the
+/// shell treats specially, else in single quotes, so the suggested command can be pasted.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:=@%+".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn refuse_existing(dir: &std::path::Path, name: &str, path: &std::path::Path) -> Result<()> {
@@ -570,6 +581,15 @@ fn integer_watermark(columns: &[Column], key: &[String]) -> Result<(String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_the_shell_would_change_them() {
+        assert_eq!(shell_word("./jobs/items.yaml"), "./jobs/items.yaml");
+        assert_eq!(shell_word("my jobs"), "'my jobs'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     fn col(name: &str, t: &str, not_null: bool) -> Column {
         Column {
