@@ -74,6 +74,15 @@ fn eval(script: &str, key: &str) -> redis::Cmd {
     c
 }
 
+/// Who holds the lock of `job` now, if anyone (for `status`).
+pub fn holder(conn: &mut RedisConn, keys: &Keys, job: &str) -> Result<Option<Holder>> {
+    let value: Option<String> = redis::cmd("GET")
+        .arg(keys.lock(job))
+        .query(conn)
+        .map_err(rd("reading the job lock"))?;
+    Ok(value.map(Holder))
+}
+
 /// Tries once to take the lock of `job`.
 pub fn acquire(conn: &mut RedisConn, keys: &Keys, job: &str, ttl: Duration) -> Result<Acquired> {
     let key = keys.lock(job);

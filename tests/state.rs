@@ -452,6 +452,25 @@ fn a_skipped_job_names_the_lock_holder_by_host_pid_and_start() {
         "{}",
         env.elt_log()
     );
+    // status says who runs it, in the table and in --json
+    let out = env.elt().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("products  never run, running  ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l == format!("running: products ({holder})")),
+        "{table}"
+    );
+    let out = env.elt().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["running"], holder, "{v:#}");
     // reset-state leaves a running job's state alone and says who runs it
     let out = env
         .elt()
@@ -470,6 +489,9 @@ fn a_skipped_job_names_the_lock_holder_by_host_pid_and_start() {
         .arg(env.lock_key("products"))
         .query(&mut con)
         .unwrap();
+    let out = env.elt().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["running"], serde_json::Value::Null, "{v:#}");
 
     // a real runner, paused while it holds the lock (its pause file holds its pid)
     let before = SystemTime::now()

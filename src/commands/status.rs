@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobfile;
+use crate::lock;
 use crate::settings::Settings;
 use crate::state::{Meta, StateStore, now_ms};
 
@@ -33,6 +34,14 @@ pub struct JobStatus {
     pub has_file: bool,
     /// State in Redis but no job file: `elt reset-state --orphans` removes it.
     pub orphan: bool,
+    /// Who is running the job now (holds its lock): `pid P on host H, since T`.
+    pub running: Option<String>,
+}
+
+/// The JSON document of `status --json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    jobs: &'a [JobStatus],
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -120,6 +129,7 @@ pub fn job_status(
         },
         has_file,
         orphan,
+        running: None,
     }
 }
 
@@ -150,10 +160,15 @@ pub fn status(settings: &Settings, json: bool) -> Result<i32> {
     for (name, path) in known_jobs(settings, &mut store)? {
         let meta = store.meta(&name)?;
         let file = path.as_deref().map(FileFacts::read);
-        out.push(job_status(&name, file.as_ref(), meta.as_ref(), now));
+        let mut s = job_status(&name, file.as_ref(), meta.as_ref(), now);
+        let keys = store.keys().clone();
+        s.running = lock::holder(store.conn(), &keys, &name)?.map(|h| h.to_string());
+        out.push(s);
     }
     if json {
-        println!("{}", serde_json::json!({ "jobs": out }));
+        let doc = serde_json::to_string(&Report { jobs: &out })
+            .map_err(|e| Error::Job(format!("writing the status document: {e}")))?;
+        println!("{doc}");
     } else {
         print!("{}", table(&out));
     }
@@ -190,7 +205,10 @@ fn cells(s: &JobStatus) -> [String; 9] {
     let dash = || "-".to_string();
     [
         s.job.clone(),
-        s.state.clone(),
+        match s.running {
+            Some(_) => format!("{}, running", s.state),
+            None => s.state.clone(),
+        },
         s.last_success.clone().unwrap_or_else(dash),
         s.last_success_age_s.map(short_age).unwrap_or_else(dash),
         s.watermark.clone().unwrap_or_else(dash),
@@ -260,9 +278,17 @@ pub fn table(jobs: &[JobStatus]) -> String {
         out.push_str(&line(r));
     }
     let notes = notes(jobs);
-    if !notes.is_empty() {
+    let running: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| Some(format!("running: {} ({})", j.job, j.running.as_ref()?)))
+        .collect();
+    if !notes.is_empty() || !running.is_empty() {
         out.push('\n');
-        for n in notes {
+        for n in notes
+            .iter()
+            .copied()
+            .chain(running.iter().map(String::as_str))
+        {
             out.push_str(n);
             out.push('\n');
         }
