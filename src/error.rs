@@ -146,6 +146,26 @@ pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
+/// Builds a closure for the I/O error of a database stream (a `COPY` read): the driver's
+/// error inside it, when there is one, named by its database like every other.
+pub fn pg_io(db: Db, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| {
+        if !source.get_ref().is_some_and(|e| e.is::<postgres::Error>()) {
+            let what = format!("{db}: {what}");
+            return Error::Io { what, source };
+        }
+        match source.into_inner().map(|e| e.downcast::<postgres::Error>()) {
+            Some(Ok(e)) => Error::Pg {
+                db,
+                what,
+                source: *e,
+            },
+            _ => Error::Job(format!("{db}: {what}")),
+        }
+    }
+}
+
 /// The error and its causes on one line, `what: why: deeper why`, skipping a cause whose
 /// text the previous message already contains (the postgres driver repeats its cause).
 /// A PostgreSQL error reads as [`db_message`] says.

@@ -17,7 +17,7 @@ use postgres::Transaction;
 use serde::Serialize;
 
 use crate::db::{Access, Conn, Tx, quote_ident};
-use crate::error::{Db, Error, Result, io, pg};
+use crate::error::{Db, Error, Result, pg, pg_io};
 use crate::jobfile::Job;
 use crate::pipeline::plan::{Plan, WATERMARK_SETTING};
 use crate::pipeline::watermark;
@@ -571,13 +571,13 @@ fn copy_rows(m: &mut Transaction<'_>, a: &mut Transaction<'_>, plan: &Plan) -> R
     loop {
         let chunk = from
             .fill_buf()
-            .map_err(io("reading the source rows from M"))?;
+            .map_err(pg_io(Db::Master, "reading the source rows"))?;
         if chunk.is_empty() {
             break;
         }
         let n = chunk.len();
         to.write_all(chunk)
-            .map_err(io("copying the source rows into A"))?;
+            .map_err(pg_io(Db::Analytics, "copying the source rows"))?;
         from.consume(n);
     }
     drop(from);

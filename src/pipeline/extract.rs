@@ -3,10 +3,10 @@
 //! reader thread of its own, so reading M then overlaps with diffing and loading into A
 //! while a small job starts no thread at all.
 //!
-//! A full synchronisation reads M by binary `COPY (extraction) TO STDOUT`, the cheapest
-//! path out of PostgreSQL; the watermark still travels as a bound parameter (into a
-//! transaction-local setting the extraction reads). Incremental runs and drift repair read
-//! a portal in batches, so the planner sees the watermark's value and can use an index.
+//! Every run reads M by binary `COPY (extraction) TO STDOUT`, the cheapest path out of
+//! PostgreSQL; the watermark still travels as a bound parameter (into a transaction-local
+//! setting the extraction reads, whose value the planner folds when it estimates, so a
+//! recent watermark gets the index on its column). Drift repair reads a portal in batches.
 //! Both paths produce the same batches: rows as fields in COPY binary form.
 
 use std::io::BufRead;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use postgres::{CopyOutReader, Portal, Transaction};
 
 use crate::db::Raw;
-use crate::error::{Db, Error, Result, io, pg};
+use crate::error::{Db, Error, Result, pg, pg_io};
 use crate::pipeline::digest::{self, push_field};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::reconcile::summary::KeySummary;
@@ -280,7 +280,7 @@ impl Rows for CopyRows<'_> {
             let chunk = self
                 .reader
                 .fill_buf()
-                .map_err(io("reading rows of SELECT_SOURCE_SQL from M"))?;
+                .map_err(pg_io(Db::Master, "reading rows of SELECT_SOURCE_SQL"))?;
             if chunk.is_empty() {
                 self.eof = true;
             }

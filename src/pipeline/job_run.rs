@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::db::{Access, Conn, TextParam, Tx};
+use crate::db::{Access, Conn, Tx};
 use crate::error::{Db, Error, Result, pg};
 use crate::fault::FaultPoint;
 use crate::jobfile::Job;
@@ -117,13 +117,14 @@ impl fmt::Display for FullSync {
     }
 }
 
-/// How the extraction reads M.
+/// What the extraction reads of M (both by one binary `COPY`, the watermark bound to a
+/// transaction-local setting).
 #[derive(Clone, Copy)]
 enum Read {
-    /// binary COPY (a full synchronisation: every row, no index to choose)
+    /// every row (a full synchronisation): nothing to look up in the state
     Copy,
-    /// a portal read in batches (the planner sees the watermark and can use an index)
-    Portal,
+    /// the rows after the watermark, each compared with its stored digest
+    Since,
 }
 
 pub struct JobRun<'r> {
@@ -237,7 +238,7 @@ impl<'r> JobRun<'r> {
         if self.full.is_some() {
             Read::Copy
         } else {
-            Read::Portal
+            Read::Since
         }
     }
 
@@ -570,27 +571,11 @@ impl Source<'_, '_> {
                 .tell(Stage::Extract, report.rows.read, queued);
             Ok(())
         };
-        match how {
-            Read::Copy => {
-                self.m
-                    .execute(SET_WATERMARK, &[&plan::WATERMARK_SETTING, &wm])
-                    .map_err(pg(Db::Master, "binding the watermark"))?;
-                let rows = CopyRows::start(self.m, &self.plan.copy_out_sql, self.plan)?;
-                extract::for_each_batch(rows, &mut each)?;
-            }
-            Read::Portal => {
-                let stmt = self
-                    .m
-                    .prepare(&self.plan.extract_sql)
-                    .map_err(pg(Db::Master, "preparing the extraction"))?;
-                let portal = self
-                    .m
-                    .bind(&stmt, &[&TextParam(wm)])
-                    .map_err(pg(Db::Master, "running SELECT_SOURCE_SQL"))?;
-                let rows = PortalRows::new(self.m, portal, self.plan);
-                extract::for_each_batch(rows, &mut each)?;
-            }
-        }
+        self.m
+            .execute(SET_WATERMARK, &[&plan::WATERMARK_SETTING, &wm])
+            .map_err(pg(Db::Master, "binding the watermark"))?;
+        let rows = CopyRows::start(self.m, &self.plan.copy_out_sql, self.plan)?;
+        extract::for_each_batch(rows, &mut each)?;
         Ok(key_sum)
     }
 }

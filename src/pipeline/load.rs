@@ -7,7 +7,7 @@ use std::io::Write;
 use postgres::error::SqlState;
 use postgres::{CopyInWriter, Transaction};
 
-use crate::error::{Db, Result, io, pg};
+use crate::error::{Db, Result, pg, pg_io};
 use crate::pipeline::plan::Plan;
 
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -58,7 +58,7 @@ impl<'t> DirectCopy<'t> {
     fn send(&mut self) -> Result<()> {
         self.writer
             .write_all(&self.buf)
-            .map_err(io("streaming rows into the target"))?;
+            .map_err(pg_io(Db::Analytics, "streaming rows into the target"))?;
         self.buf.clear();
         Ok(())
     }
@@ -219,7 +219,10 @@ impl Loader {
             w.write_all(COPY_HEADER)
                 .and_then(|_| w.write_all(&self.buf))
                 .and_then(|_| w.write_all(COPY_TRAILER))
-                .map_err(io("streaming rows into the staging table"))?;
+                .map_err(pg_io(
+                    Db::Analytics,
+                    "streaming rows into the staging table",
+                ))?;
             w.finish().map_err(pg(
                 Db::Analytics,
                 "copying changed rows into the staging table",

@@ -22,7 +22,9 @@ pub struct Plan {
     /// key texts first, then the source columns.
     pub extract_sql: String,
     /// The extraction as a binary `COPY ... TO STDOUT`, reading the watermark from the
-    /// transaction-local setting `WATERMARK_SETTING` (a COPY cannot take parameters).
+    /// transaction-local setting `WATERMARK_SETTING` (a COPY cannot take parameters). The
+    /// planner folds that stable expression when it estimates, so a recent watermark still
+    /// gets the index on the watermark column, and `-infinity` a sequential scan.
     pub copy_out_sql: String,
     /// Number of source columns (the key texts come before them).
     pub columns: usize,

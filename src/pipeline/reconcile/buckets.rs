@@ -11,7 +11,7 @@ use postgres::Transaction;
 
 use super::sql::{KeySql, MAX_REPAIR, Sides};
 use crate::db::Raw;
-use crate::error::{Db, Result, io, pg};
+use crate::error::{Db, Result, pg, pg_io};
 use crate::pipeline::digest::key_digest_of;
 use crate::state::PendingState;
 
@@ -248,7 +248,8 @@ fn copy_keys(
             }
             buf.push(b'\n');
         }
-        w.write_all(&buf).map_err(io("streaming M's keys into A"))?;
+        w.write_all(&buf)
+            .map_err(pg_io(Db::Analytics, "streaming M's keys into A"))?;
         buf.clear();
         if rows.len() < FETCH as usize {
             break;
