@@ -118,7 +118,11 @@ impl Faults {
     /// Waits until the test removes the pause file (or the run is asked to stop).
     fn pause(&self, point: FaultPoint) {
         let file = self.dir.join(format!("fault-{point}.paused"));
-        if let Err(e) = std::fs::write(&file, std::process::id().to_string()) {
+        // written aside and renamed, so a test that sees the file also reads the pid in it
+        let aside = self.dir.join(format!("fault-{point}.paused.tmp"));
+        let written = std::fs::write(&aside, std::process::id().to_string())
+            .and_then(|()| std::fs::rename(&aside, &file));
+        if let Err(e) = written {
             log::warn!("fault injection: cannot write {}: {e}", file.display());
             return;
         }
