@@ -10,6 +10,7 @@ pub mod jobfile;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod paths;
 pub mod percent;
 pub mod pipeline;
 pub mod placeholders;

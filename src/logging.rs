@@ -190,7 +190,7 @@ fn one_line(text: &str) -> String {
 
 /// A path as a log line shows it: absolute, whatever the working directory was.
 fn shown(p: &Path) -> String {
-    crate::jobfile::absolute(p).display().to_string()
+    crate::paths::absolute(p).display().to_string()
 }
 
 /// What [`rotate`] did.

@@ -490,7 +490,7 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
     let what = |w: &str| {
         format!(
             "{w} the metrics file {}",
-            crate::jobfile::absolute(path).display()
+            crate::paths::absolute(path).display()
         )
     };
     let mut tmp = tempfile::Builder::new()
@@ -542,7 +542,7 @@ pub fn write_for_run(
     write_atomically(path, &render(&snap))?;
     log::debug!(
         "metrics written to {}",
-        crate::jobfile::absolute(path).display()
+        crate::paths::absolute(path).display()
     );
     Ok(())
 }

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
-use crate::jobfile::{self, absolute};
+use crate::jobfile;
 use crate::logging::{JobScope, REPORTED};
+use crate::paths::absolute;
 use crate::pipeline::{RunOptions, Runner};
 use crate::progress::{self, JobProgress};
 use crate::report::{JobReport, RunReport, Status};

@@ -157,11 +157,11 @@ pub fn status(settings: &Settings, json: bool) -> Result<i32> {
     let mut store = StateStore::open(settings.redis_url(), &settings.redis_prefix)?;
     let now = now_ms();
     let mut out = Vec::new();
+    let keys = store.keys().clone();
     for (name, path) in known_jobs(settings, &mut store)? {
         let meta = store.meta(&name)?;
         let file = path.as_deref().map(FileFacts::read);
         let mut s = job_status(&name, file.as_ref(), meta.as_ref(), now);
-        let keys = store.keys().clone();
         s.running = lock::holder(store.conn(), &keys, &name)?.map(|h| h.to_string());
         out.push(s);
     }

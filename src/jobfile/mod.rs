@@ -11,6 +11,7 @@ mod rules;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::paths::absolute;
 
 pub use keys::Key;
 pub use parse::{Fields, Positions, parse_fields};
@@ -231,12 +232,6 @@ fn closest(name: &str, known: impl IntoIterator<Item = String>) -> Option<String
         .filter(|(d, _)| *d <= limit)
         .min()
         .map(|(_, k)| k)
-}
-
-/// A path as messages and logs show it: absolute, so a line means the same whatever the
-/// working directory was.
-pub fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
 }
 
 /// Lower-case hexadecimal of bytes.

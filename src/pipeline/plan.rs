@@ -18,12 +18,10 @@ const FIRST_USER_OID: u32 = 16384;
 pub const WATERMARK_SETTING: &str = "elt.watermark";
 
 pub struct Plan {
-    /// SELECT_SOURCE_SQL wrapped so key columns also come back as text, for digests: the
-    /// key texts first, then the source columns.
-    pub extract_sql: String,
-    /// The extraction as a binary `COPY ... TO STDOUT`, reading the watermark from the
-    /// transaction-local setting `WATERMARK_SETTING` (a COPY cannot take parameters). The
-    /// planner folds that stable expression when it estimates, so a recent watermark still
+    /// SELECT_SOURCE_SQL wrapped so key columns also come back as text, for digests (the
+    /// key texts first, then the source columns), as a binary `COPY ... TO STDOUT` reading
+    /// the watermark from the transaction-local setting `WATERMARK_SETTING` (a COPY cannot
+    /// take parameters). The planner folds that stable expression when it estimates, so a recent watermark still
     /// gets the index on the watermark column, and `-infinity` a sequential scan.
     pub copy_out_sql: String,
     /// Number of source columns (the key texts come before them).
@@ -193,10 +191,9 @@ impl Described {
     }
 }
 
-/// The statements that read M: the extraction (portal and COPY forms), every row the job
+/// The statements that read M: the extraction (as a COPY), every row the job
 /// describes, and drift repair.
 struct Reads {
-    extract_sql: String,
     copy_out_sql: String,
     all_rows_sql: String,
     repair_sql: Option<String>,
@@ -235,7 +232,6 @@ impl Reads {
             )
         });
         Reads {
-            extract_sql,
             copy_out_sql,
             all_rows_sql: format!("SELECT {select_list} FROM ({all_from}\n) AS elt_src"),
             repair_sql,
@@ -309,7 +305,6 @@ impl Plan {
             )
         });
         Ok(Plan {
-            extract_sql: reads.extract_sql,
             copy_out_sql: reads.copy_out_sql,
             columns: d.columns.len(),
             key_count: if int_key.is_some() {

@@ -15,15 +15,14 @@ pub mod summary;
 
 use postgres::Transaction;
 
-use crate::db::{Tx, quote_ident};
+use crate::db::Tx;
 use crate::error::{Db, Error, Result};
 use crate::jobfile::Job;
 use crate::pipeline::digest::key_digest_of;
-use crate::placeholders::strip_trailing_semicolon;
 use crate::state::PendingState;
 use sql::{KeySql, Sides};
 pub use sql::{MAX_REPAIR, key_text};
-use summary::{HashSql, KeySummary};
+use summary::KeySummary;
 
 /// Deletions this small are never refused: the guards are for accidents on real tables.
 pub const GUARD_MIN_ROWS: u64 = 1000;
@@ -86,22 +85,8 @@ pub struct Reconciled {
 /// M's summary of an integer key, as `Reconciler::run` computes it: lets a first load ask M
 /// while A is still busy with the rows.
 pub fn integer_key_summary(m: &mut Transaction<'_>, job: &Job, seed: i64) -> Result<KeySummary> {
-    let col = job
-        .key_columns
-        .first()
-        .map(|c| quote_ident(c))
-        .unwrap_or_default();
-    let keys_from = format!(
-        "({}\n) AS t",
-        strip_trailing_semicolon(&job.select_keys_sql)
-    );
-    let hash = format!("hashint8extended(t.{col}::int8, $1)");
-    let present = format!("t.{col}");
-    let key = HashSql {
-        hash: &hash,
-        present: &present,
-    };
-    KeySummary::query(m, Db::Master, key, &keys_from, seed)
+    let k = KeySql::new(job, true, seed);
+    k.summary(m, Db::Master, &k.keys_from)
 }
 
 /// Compares M's keys with those of the target in A: deletes the rows M no longer has and
@@ -129,21 +114,7 @@ impl Reconciler<'_> {
         pending: &mut PendingState,
     ) -> Result<Reconciled> {
         let job = self.job;
-        let cols: Vec<String> = job.key_columns.iter().map(|c| quote_ident(c)).collect();
-        let keys_from = format!(
-            "({}\n) AS t",
-            strip_trailing_semicolon(&job.select_keys_sql)
-        );
-        let mut k = KeySql {
-            cols,
-            integer: self.integer,
-            seed: self.seed,
-            mask: 0,
-            keys_from,
-            target_from: format!("{} AS t", job.target_table),
-            target: job.target_table.clone(),
-            target_rows: 0,
-        };
+        let mut k = KeySql::new(job, self.integer, self.seed);
         let mut sides = Sides {
             m,
             a,
@@ -198,20 +169,12 @@ impl Reconciler<'_> {
         sides: &mut Sides<'_, '_, '_>,
         k: &KeySql,
     ) -> Result<(KeySummary, KeySummary)> {
-        let (hash, present) = (k.hash("t"), k.present("t"));
-        let key = || HashSql {
-            hash: &hash,
-            present: &present,
-        };
         let loaded = self.loaded.filter(|s| k.integer && s.is_valid());
-        let m_sum =
-            |m: &mut Transaction<'_>| KeySummary::query(m, Db::Master, key(), &k.keys_from, k.seed);
+        let m_sum = |m: &mut Transaction<'_>| k.summary(m, Db::Master, &k.keys_from);
         match (loaded, self.m_summary) {
             (Some(l), Some(m)) => Ok((m, l)),
             (Some(l), None) => Ok((m_sum(sides.m)?, l)),
-            (None, _) => sides.both(m_sum, |a| {
-                KeySummary::query(a, Db::Analytics, key(), &k.target_from, k.seed)
-            }),
+            (None, _) => sides.both(m_sum, |a| k.summary(a, Db::Analytics, &k.target_from)),
         }
     }
 

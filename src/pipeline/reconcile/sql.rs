@@ -3,8 +3,11 @@
 
 use postgres::Transaction;
 
+use super::summary::{HashSql, KeySummary};
 use crate::db::quote_ident;
-use crate::error::{Error, Result};
+use crate::error::{Db, Error, Result};
+use crate::jobfile::Job;
+use crate::placeholders::strip_trailing_semicolon;
 
 /// Keys missing in A repaired per run at most; the next run continues.
 pub const MAX_REPAIR: i64 = 100_000;
@@ -27,6 +30,38 @@ pub(super) struct KeySql {
 }
 
 impl KeySql {
+    /// The key SQL of `job`: its key columns over `SELECT_KEYS_SQL` (M) and the target (A).
+    pub(super) fn new(job: &Job, integer: bool, seed: i64) -> KeySql {
+        KeySql {
+            cols: job.key_columns.iter().map(|c| quote_ident(c)).collect(),
+            integer,
+            seed,
+            mask: 0,
+            keys_from: format!(
+                "({}\n) AS t",
+                strip_trailing_semicolon(&job.select_keys_sql)
+            ),
+            target_from: format!("{} AS t", job.target_table),
+            target: job.target_table.clone(),
+            target_rows: 0,
+        }
+    }
+
+    /// The keyed summary of the keys over `from` (`keys_from` on M, `target_from` on A).
+    pub(super) fn summary(
+        &self,
+        tx: &mut Transaction<'_>,
+        db: Db,
+        from: &str,
+    ) -> Result<KeySummary> {
+        let (hash, present) = (self.hash("t"), self.present("t"));
+        let key = HashSql {
+            hash: &hash,
+            present: &present,
+        };
+        KeySummary::query(tx, db, key, from, self.seed)
+    }
+
     pub(super) fn list(&self) -> String {
         self.cols.join(", ")
     }
